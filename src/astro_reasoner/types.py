@@ -1,0 +1,174 @@
+"""The records that flow between stages (DESIGN.md, "Main types").
+
+Every record is a frozen dataclass that converts to and from plain JSON (``to_json`` / ``from_json``), so
+stage boundaries are JSONL files, never pickles. Every record carries its problem id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Verdict(str, enum.Enum):
+    """The answer checker's verdict on one completion against one gold answer."""
+
+    CORRECT = "correct"
+    WRONG = "wrong"
+    UNPARSEABLE = "unparseable"  # no final answer could be extracted from the completion
+
+
+@dataclass(frozen=True)
+class Problem:
+    id: str
+    problem: str
+    answer: str
+    source: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Problem":
+        return cls(id=str(d["id"]), problem=d["problem"], answer=str(d["answer"]),
+                   source=d.get("source", ""), meta=dict(d.get("meta") or {}))
+
+
+@dataclass(frozen=True)
+class GenParams:
+    """Sampling parameters for one backend call (the same for every prompt in the call)."""
+
+    n: int = 1
+    max_tokens: int = 256
+    stop: tuple[str, ...] = ()
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One continuation returned by a backend.
+
+    ``text`` excludes the matched stop string; ``finish_reason`` is ``"stop"`` (a stop string matched),
+    ``"length"`` (max_tokens reached) or ``"eos"`` (the model ended its turn).
+    ``logprob_sum`` is the sum of the sampled tokens' log-probabilities (the PUCT prior comes from it).
+    """
+
+    text: str
+    tokens: int
+    logprob_sum: float
+    finish_reason: str
+    prompt_tokens: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Completion":
+        return cls(**d)
+
+
+@dataclass
+class Node:
+    """One node of a search tree. A tree is a flat list; ``nodes[0]`` is the root (the problem, step "").
+
+    ``value_sum / visits`` is Q. ``evals`` counts the evaluations made at this node itself (its own
+    rollouts or terminal checks), so that ``visits == evals + sum(child.visits)`` holds for every node.
+    Mutable because search updates visits and values in place; trees are written out only when finished.
+    """
+
+    id: int
+    parent: int  # -1 for the root
+    depth: int
+    step: str
+    prior: float = 1.0
+    logprob_sum: float = 0.0
+    step_tokens: int = 0
+    visits: int = 0
+    value_sum: float = 0.0
+    evals: int = 0
+    terminal: bool = False
+    answer: str | None = None
+    verdict: str | None = None  # a Verdict value for terminals, else None
+    finish_reason: str = ""
+    source: str = "expand"  # "expand" (sampled as a candidate step) or "rollout" (grafted from a rollout)
+    children: list[int] = field(default_factory=list)
+
+    @property
+    def q(self) -> float:
+        return self.value_sum / self.visits if self.visits else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Node":
+        return cls(**d)
+
+
+@dataclass
+class SearchTree:
+    problem_id: str
+    problem: str
+    answer: str
+    nodes: list[Node]
+    config_hash: str = ""
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def path(self, node_id: int) -> list[int]:
+        """Node ids from the root's first child down to ``node_id`` (the root itself is excluded)."""
+        out: list[int] = []
+        while node_id > 0:
+            out.append(node_id)
+            node_id = self.nodes[node_id].parent
+        return out[::-1]
+
+    def terminals(self, verdict: Verdict | None = None) -> list[Node]:
+        return [n for n in self.nodes if n.terminal and (verdict is None or n.verdict == verdict.value)]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"problem_id": self.problem_id, "problem": self.problem, "answer": self.answer,
+                "config_hash": self.config_hash, "stats": self.stats,
+                "nodes": [n.to_json() for n in self.nodes]}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "SearchTree":
+        return cls(problem_id=str(d["problem_id"]), problem=d["problem"], answer=str(d["answer"]),
+                   nodes=[Node.from_json(n) for n in d["nodes"]], config_hash=d.get("config_hash", ""),
+                   stats=dict(d.get("stats") or {}))
+
+
+@dataclass(frozen=True)
+class Move:
+    """A procedure-cloning move: ``step`` into ``node`` or ``backtrack`` to ``node`` (ASTRO §2.2)."""
+
+    kind: str  # "step" | "backtrack"
+    node: int
+
+    def to_json(self) -> list[Any]:
+        return [self.kind, self.node]
+
+    @classmethod
+    def from_json(cls, d: Any) -> "Move":
+        if isinstance(d, dict):
+            return cls(kind=d["kind"], node=int(d["node"]))
+        return cls(kind=d[0], node=int(d[1]))
+
+
+@dataclass(frozen=True)
+class Trace:
+    problem_id: str
+    moves: tuple[Move, ...]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"problem_id": self.problem_id, "moves": [m.to_json() for m in self.moves], "meta": self.meta}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Trace":
+        return cls(problem_id=str(d["problem_id"]), moves=tuple(Move.from_json(m) for m in d["moves"]),
+                   meta=dict(d.get("meta") or {}))
