@@ -17,7 +17,7 @@ from .evaluate import cli as evaluate_cli
 from .search import cli as search_cli
 from .train import cli as train_cli
 from .viz import cli as viz_cli
-from . import pipeline_cli
+from .pipeline import cli as pipeline_cli
 
 app = typer.Typer(
     name="astro",

@@ -1,1 +1,88 @@
-"""LM backends behind one Protocol (base.Policy)."""
+"""LM backends behind one Protocol (``base.Policy``), built by name with ``make_backend``.
+
+Kinds: ``hf`` (transformers in this process) and ``openai`` (any OpenAI-compatible server). Heavy imports
+(torch, transformers, httpx) happen when a backend is built, not when this package is imported.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import TYPE_CHECKING, Any
+
+from .base import BackendError, Policy
+
+if TYPE_CHECKING:
+    from .hf import HFBackend
+    from .openai_http import OpenAIBackend
+
+__all__ = ["BackendError", "Policy", "HFBackend", "OpenAIBackend", "make_backend", "BACKEND_KINDS"]
+
+BACKEND_KINDS = ("hf", "openai")
+
+
+def _backend_class(kind: str):
+    if kind == "hf":
+        from .hf import HFBackend
+
+        return HFBackend
+    if kind == "openai":
+        from .openai_http import OpenAIBackend
+
+        return OpenAIBackend
+    raise BackendError(f"unknown backend kind {kind!r}; choose one of {', '.join(BACKEND_KINDS)}")
+
+
+def backend_options(kind: str) -> dict[str, Any]:
+    """The options ``make_backend(kind, ...)`` accepts, with their defaults."""
+    params = inspect.signature(_backend_class(kind).__init__).parameters
+    return {n: p.default for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def make_backend(kind: str, model: str, **options: Any) -> Policy:
+    """Build a backend: ``make_backend("hf", "smollm2-135m", batch_size=32)``,
+    ``make_backend("openai", "smollm2-135m", base_url=["http://h1:8000/v1", "http://h2:8000/v1"])``.
+
+    Option names and types are checked here so a typo in a config file fails before any model loads.
+    """
+    cls = _backend_class(kind)
+    allowed = backend_options(kind)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise BackendError(f"unknown option(s) {', '.join(unknown)} for backend {kind!r}; "
+                           f"valid options: {', '.join(sorted(allowed))}")
+    for key, value in options.items():
+        _check_option(kind, key, value, allowed[key])
+    if not model:
+        raise BackendError(f"backend {kind!r} needs a model (a path, hub id, .gguf file or alias such as smollm2-135m)")
+    return cls(model, **options)
+
+
+def _check_option(kind: str, key: str, value: Any, default: Any) -> None:
+    where = f"backend {kind!r} option {key}={value!r}"
+    if key in ("batch_size", "concurrency", "threads") and value is not None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise BackendError(f"{where}: must be a positive integer")
+    elif key in ("timeout", "backoff", "min_p") and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                                       or value < 0):
+        raise BackendError(f"{where}: must be a non-negative number")
+    elif key in ("max_retries", "top_k") and value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                              or value < (-1 if key == "top_k" else 0)):
+        raise BackendError(f"{where}: must be an integer >= {-1 if key == 'top_k' else 0}")
+    elif key == "base_url" and not (isinstance(value, str) or (isinstance(value, (list, tuple)) and value
+                                                               and all(isinstance(v, str) for v in value))):
+        raise BackendError(f"{where}: must be a URL or a non-empty list of URLs")
+    elif key == "device" and not (isinstance(value, str) and (value in ("auto", "cpu", "mps")
+                                                              or value.startswith("cuda"))):
+        raise BackendError(f"{where}: use auto, cpu, cuda, cuda:N or mps")
+    elif key == "dtype" and value not in ("auto", "float32", "bfloat16", "float16"):
+        raise BackendError(f"{where}: use auto, float32, bfloat16 or float16")
+    elif isinstance(default, bool) and not isinstance(value, bool):
+        raise BackendError(f"{where}: must be true or false")
+
+
+def __getattr__(name: str):  # lazy exports: `from astro_reasoner.backends import HFBackend`
+    if name == "HFBackend":
+        return _backend_class("hf")
+    if name == "OpenAIBackend":
+        return _backend_class("openai")
+    raise AttributeError(name)

@@ -1,1 +1,7 @@
-"""Stage package."""
+"""Stage 6 (ASTRO §4): sample answers on benchmarks, score them (pass@1 ± CI, maj@k, pass@k), count
+behaviour (reflections, backtracks), and analyse behaviour against accuracy across runs."""
+
+from .config import EvalConfig
+from .run import evaluate_model, is_eval_dir, read_samples, run_eval, summarize
+
+__all__ = ["EvalConfig", "evaluate_model", "is_eval_dir", "read_samples", "run_eval", "summarize"]

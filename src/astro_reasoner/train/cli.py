@@ -1,9 +1,134 @@
-"""CLI commands for this stage (added to the root ``astro`` app by ``register``)."""
+"""`astro sft`, `astro rl` (= `astro rl train`) and `astro rl filter`.
+
+``rl`` is a group whose default command is ``train``: any arguments that do not start with a subcommand name
+go to ``train``, so ``astro rl --prompts rl.jsonl --model CKPT --out DIR lr=1e-6`` trains and
+``astro rl filter --prompts ...`` filters. (A click group cannot take free ``key=value`` arguments itself
+without swallowing the subcommand name, hence the default-command group.)
+
+Every command takes ``--config FILE`` (YAML; its ``sft:`` / ``rl:`` / ``rl_filter:`` section when present,
+else the whole file) and trailing ``key=value`` overrides of the stage config (train/config.py).
+Multi-GPU: ``accelerate launch --config_file configs/accelerate/<cfg>.yaml -m astro_reasoner.cli sft ...``.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any, Optional
+
 import typer
+from typer.core import TyperGroup
+
+CONFIG_HELP = "YAML file: its `{section}:` section, or the whole file if it has none."
+
+
+class DefaultCommandGroup(TyperGroup):
+    """A group that runs ``train`` when the first argument is not one of its subcommands."""
+
+    default_command = "train"
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+rl_app = typer.Typer(cls=DefaultCommandGroup, no_args_is_help=True,
+                     help="RL with verifiable rewards (GRPO). `astro rl ARGS` = `astro rl train ARGS`.")
+
+
+def _load(cls: type, config: Optional[Path], section: str, values: dict[str, Any], overrides: list[str] | None):
+    """defaults < YAML (section if present) < CLI options < key=value overrides, validated."""
+    import yaml
+
+    from ..config import load_config, parse_overrides
+
+    found = None
+    if config is not None and config.exists():
+        data = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+        found = section if isinstance(data, dict) and section in data else None
+    merged = {k: v for k, v in values.items() if v is not None}
+    merged.update(parse_overrides(overrides))
+    return load_config(cls, config, merged, section=found)
+
+
+def _setup_logging() -> None:
+    import logging
+
+    from rich.logging import RichHandler
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(show_path=False)])
+    for noisy in ("httpx", "urllib3", "datasets", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def sft_command(
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="sft.jsonl (from `astro clone`)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="HF dir, hub id, or alias (smollm2-135m)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output dir (checkpoints + final model)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP.format(section="sft")),
+    overrides: list[str] = typer.Argument(None, help="SFTStageConfig key=value overrides, e.g. max_length=8192 "
+                                          "lora=true num_train_epochs=3 'trl_args={packing_strategy: wrapped}'."),
+) -> None:
+    """ASTRO §3.3: fine-tune on the long CoTs (loss on the completion only) with TRL's SFTTrainer."""
+    from .config import SFTStageConfig
+    from .sft import run_sft
+
+    _setup_logging()
+    cfg = _load(SFTStageConfig, config, "sft", {"data": data and str(data), "model": model,
+                                                "out_dir": out and str(out)}, overrides)
+    typer.echo(f"SFT checkpoint: {run_sft(cfg)}")
+
+
+@rl_app.command("train")
+def rl_train_command(
+    prompts: Optional[Path] = typer.Option(None, "--prompts", "-p", help="rl.jsonl (from `astro clone`)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Policy to train (usually the SFT output)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output dir (checkpoints, model, metrics.jsonl)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP.format(section="rl")),
+    overrides: list[str] = typer.Argument(None, help="RLStageConfig key=value overrides, e.g. num_generations=8 "
+                                          "max_completion_length=2048 use_vllm=true vllm_mode=server."),
+) -> None:
+    """ASTRO §3.4: GRPO with the +1/-1 answer-checker reward, no KL; logs reward and behaviour per step."""
+    from .config import RLStageConfig
+    from .grpo import METRICS_FILE, run_grpo
+
+    _setup_logging()
+    cfg = _load(RLStageConfig, config, "rl", {"prompts": prompts and str(prompts), "model": model,
+                                              "out_dir": out and str(out)}, overrides)
+    done = run_grpo(cfg)
+    typer.echo(f"RL checkpoint: {done}; per-step metrics: {Path(done) / METRICS_FILE}")
+
+
+@rl_app.command("filter")
+def rl_filter_command(
+    prompts: Optional[Path] = typer.Option(None, "--prompts", "-p", help="rl.jsonl to filter."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="The policy RL will train (SFT output)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Kept prompts (JSONL); pass rates go beside."),
+    n: Optional[int] = typer.Option(None, "--n", help="Samples per prompt (default 8)."),
+    keep: Optional[str] = typer.Option(None, "--keep", help="Inclusive pass-rate band LO-HI (default 0.1-0.9)."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="hf (in-process) or openai (a server)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP.format(section="rl_filter")),
+    backend_option: list[str] = typer.Option([], "--backend-option", "-b",
+                                             help="key=value passed to the backend (e.g. base_url=...)."),
+    overrides: list[str] = typer.Argument(None, help="FilterConfig key=value overrides, e.g. max_tokens=1024 "
+                                          "temperature=1.0 limit=100."),
+) -> None:
+    """Keep prompts of moderate difficulty: sample n solutions each, keep pass rates inside the band."""
+    from ..config import parse_overrides
+    from .config import FilterConfig
+    from .filter import filter_prompts
+
+    _setup_logging()
+    values: dict[str, Any] = {"prompts": prompts and str(prompts), "model": model, "out": out and str(out),
+                              "n": n, "keep": keep, "backend": backend}
+    if backend_option:
+        values["backend_options"] = parse_overrides(backend_option)
+    cfg = _load(FilterConfig, config, "rl_filter", values, overrides)
+    res = filter_prompts(cfg)
+    typer.echo(f"kept {res.kept} of {res.total} prompts ({res.too_easy} too easy, {res.too_hard} too hard) "
+               f"-> {res.out}; pass rates: {res.pass_rates}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this stage's commands to ``app``. (Filled in by the stage's implementation.)"""
+    app.command("sft")(sft_command)
+    app.add_typer(rl_app, name="rl")

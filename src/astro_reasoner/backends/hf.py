@@ -1,0 +1,236 @@
+"""The ``hf`` backend: a transformers causal LM in this process (CPU or GPU).
+
+Design (our choices, with reasons):
+- ``model.generate`` does the decoding, not a hand-written loop: it knows every architecture's cache and
+  input preparation (hybrid/sliding caches, Gemma, Qwen3.5 ...), so "any causal LM" holds; our additions are
+  two hooks that cost one ``log_softmax`` and one short ``batch_decode`` per step, so the search keeps the
+  speed of raw batched ``generate`` (the search benchmark compares against exactly that).
+- The ``n`` samples of a prompt are separate rows; rows are sorted by prompt length (less left padding) and
+  run in chunks of ``batch_size``. A row finished by EOS or a stop string gets padding while the others go on.
+- Stop strings are checked on the *generated* text only, per row (``_StopOnStrings``). transformers'
+  own ``stop_strings`` also matches a stop string that starts inside the prompt (a prompt ending in "\\n\\n"
+  followed by a generated "\\n" would stop at once), which OpenAI-compatible servers never do.
+- ``logprob_sum`` is the sum of the sampled tokens' log-probabilities under the model's *raw* distribution
+  (temperature 1, no top-p cut), recorded by ``_RawLogprobs`` before the sampling warpers run. It does not
+  depend on the sampling settings, and it is what vLLM (default ``logprobs_mode``) and llama.cpp return too.
+- Seeds: each chunk runs under ``torch.random.fork_rng`` seeded with ``stable_seed(params.seed, chunk)``,
+  so the same call gives the same output and the global RNG is left alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..io import stable_seed
+from ..types import Completion, GenParams
+from .base import BackendError
+from .tokenizing import PromptTokenizer, cut_at_stop, load_tokenizer
+
+
+def validate_params(params: GenParams) -> None:
+    """Raise BackendError for sampling parameters no backend can honour."""
+    if params.n < 1:
+        raise BackendError(f"GenParams.n must be >= 1, got {params.n}")
+    if params.max_tokens < 1:
+        raise BackendError(f"GenParams.max_tokens must be >= 1, got {params.max_tokens}")
+    if params.temperature < 0:
+        raise BackendError(f"GenParams.temperature must be >= 0 (0 = greedy), got {params.temperature}")
+    if not 0 < params.top_p <= 1:
+        raise BackendError(f"GenParams.top_p must be in (0, 1], got {params.top_p}")
+    if isinstance(params.stop, str):
+        raise BackendError("GenParams.stop must be a tuple of strings, not one string; write stop=('\\n\\n',)")
+
+
+class HFBackend:
+    """Policy backed by ``AutoModelForCausalLM`` (see module doc). ``.model`` and ``.tokenizer`` are public."""
+
+    name = "hf"
+    deterministic = True  # same seed -> same output (same batch composition; CPU, or GPU with stable kernels)
+
+    def __init__(self, model: str, *, device: str = "auto", dtype: str = "auto", batch_size: int = 16,
+                 threads: int | None = None, chat_template: str | None = None, trust_remote_code: bool = False):
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        from ..models import resolve_model
+
+        if threads is not None:
+            torch.set_num_threads(int(threads))  # process-wide: torch has no per-model thread count
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if dtype == "auto":  # fp32 on CPU (bf16 matmuls are slow there), bf16 on GPU
+            dtype = "bfloat16" if device.startswith("cuda") else "float32"
+        path = resolve_model(model)
+        self.model_path = path
+        self.batch_size = int(batch_size)
+        self.device = torch.device(device)
+        tok = load_tokenizer(path, chat_template=chat_template, trust_remote_code=trust_remote_code)
+        try:
+            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype),
+                                                              trust_remote_code=trust_remote_code)
+        except Exception as exc:  # noqa: BLE001
+            raise BackendError(f"cannot load model {model!r} ({path}) with transformers: {exc}") from exc
+        self.model.to(self.device).eval()
+        tok.padding_side = "left"
+        self.tokenizer = tok
+        self.prompts = PromptTokenizer(tok)
+        eos = self.model.generation_config.eos_token_id
+        eos = eos if eos is not None else tok.eos_token_id
+        self.eos_ids: set[int] = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        pad = tok.pad_token_id if tok.pad_token_id is not None else self.model.generation_config.pad_token_id
+        self.pad_id: int = pad if pad is not None else (min(self.eos_ids) if self.eos_ids else 0)
+
+    # ------------------------------------------------------------------------------------ Policy API
+    def apply_chat_template(self, messages: Sequence[dict[str, str]], continue_text: str = "") -> str:
+        return self.prompts.apply_chat_template(messages, continue_text)
+
+    def count_tokens(self, text: str) -> int:
+        return self.prompts.count_tokens(text)
+
+    def close(self) -> None:
+        import gc
+
+        import torch
+
+        self.model = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def generate(self, prompts: Sequence[str], params: GenParams) -> list[list[Completion]]:
+        if self.model is None:
+            raise BackendError("this HFBackend was closed; create a new one")
+        validate_params(params)
+        encoded = [self.prompts.encode_prompt(p) for p in prompts]
+        rows = [(i, j) for i in range(len(prompts)) for j in range(params.n)]
+        rows.sort(key=lambda r: -len(encoded[r[0]]))  # stable: samples of a prompt stay together
+        out: list[list[Completion | None]] = [[None] * params.n for _ in prompts]
+        for chunk_no, start in enumerate(range(0, len(rows), self.batch_size)):
+            chunk = rows[start:start + self.batch_size]
+            seed = None if params.seed is None else stable_seed(params.seed, chunk_no)
+            for (i, j), comp in zip(chunk, self._generate_rows([encoded[i] for i, _ in chunk], params, seed)):
+                out[i][j] = comp
+        return out  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------------------------ internals
+    def _generate_rows(self, ids: list[list[int]], params: GenParams, seed: int | None) -> list[Completion]:
+        import torch
+        from transformers import LogitsProcessorList, StoppingCriteriaList
+
+        width = max(len(x) for x in ids)
+        input_ids = torch.tensor([[self.pad_id] * (width - len(x)) + x for x in ids], device=self.device)
+        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self.device)
+        stops = tuple(s for s in params.stop if s)
+        recorder = _RawLogprobs()
+        stopper = _StopOnStrings(self.prompts, stops, width, len(ids), self.eos_ids)
+        sampling = params.temperature > 0
+        kwargs = dict(max_new_tokens=params.max_tokens, do_sample=sampling, num_beams=1, num_return_sequences=1,
+                      pad_token_id=self.pad_id, eos_token_id=sorted(self.eos_ids),
+                      repetition_penalty=1.0, no_repeat_ngram_size=0, typical_p=1.0)
+        if sampling:  # top_k=0 switches off transformers' default top-k of 50
+            kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
+            if self.model.generation_config.min_p is not None:
+                kwargs["min_p"] = 0.0
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.no_grad(), torch.random.fork_rng(devices=devices, enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            try:
+                seqs = self.model.generate(input_ids=input_ids, attention_mask=mask,
+                                           logits_processor=LogitsProcessorList([recorder]),
+                                           stopping_criteria=StoppingCriteriaList([stopper]) if stops else None,
+                                           **kwargs)
+            except torch.OutOfMemoryError as exc:
+                raise BackendError(f"out of memory generating a batch of {len(ids)} x {width} prompt tokens "
+                                   f"+ {params.max_tokens} new; lower batch_size (now {self.batch_size})") from exc
+        gen = seqs[:, width:]
+        logprobs = recorder.per_token(gen).cpu()
+        gen_rows = gen.cpu().tolist()
+        return [self._completion(gen_rows[r], logprobs[r], stopper.stopped_at[r], stops, len(ids[r]))
+                for r in range(len(ids))]
+
+    def _completion(self, gen: list[int], logprobs, stopped_at: int, stops: tuple[str, ...],
+                    prompt_tokens: int) -> Completion:
+        if stopped_at:  # a stop string completed at generated token number `stopped_at`
+            n, reason = stopped_at, "stop"
+            text, _ = cut_at_stop(self.prompts.decode(gen[:n]), stops)
+        else:
+            eos_at = next((k for k, t in enumerate(gen) if t in self.eos_ids), None)
+            if eos_at is not None:
+                n, reason = eos_at + 1, "eos"
+                text = self.prompts.decode(gen[:eos_at])
+            else:
+                n, reason = len(gen), "length"
+                text = self.prompts.decode(gen)
+        return Completion(text=text, tokens=n, logprob_sum=float(logprobs[:n].sum()), finish_reason=reason,
+                          prompt_tokens=prompt_tokens)
+
+
+class _RawLogprobs:
+    """A logits processor that records log p(sampled token) under the raw distribution.
+
+    transformers runs custom processors before the sampling warpers (temperature, top-k, top-p), so the
+    scores seen here are the model's own. The token sampled at step t is only visible at step t+1 (as the
+    last input id), so each call gathers the previous step's value; ``per_token`` adds the final step's.
+    """
+
+    def __init__(self):
+        self.values: list = []
+        self.last = None
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        if self.last is not None:
+            self.values.append(self.last.gather(1, input_ids[:, -1:]).squeeze(1))
+        self.last = torch.log_softmax(scores.float(), dim=-1)
+        return scores
+
+    def per_token(self, gen):
+        """[batch, generated] log-probs of ``gen`` (the generated ids)."""
+        import torch
+
+        if self.last is not None and len(self.values) < gen.shape[1]:
+            self.values.append(self.last.gather(1, gen[:, -1:]).squeeze(1))
+            self.last = None
+        if not self.values:
+            return torch.zeros(gen.shape)
+        return torch.stack(self.values, dim=1)
+
+
+class _StopOnStrings:
+    """Per-row stopping on stop strings in the generated text only (see module doc).
+
+    At each step, each unfinished row decodes its last few generated tokens (enough to hold any stop string
+    plus the newest token, which may carry text after the stop string) and checks for a stop string. Rows
+    that ended with EOS are skipped. ``stopped_at[r]`` is the number of generated tokens at the stop, or 0.
+    """
+
+    def __init__(self, prompts: PromptTokenizer, stops: tuple[str, ...], prompt_width: int, batch: int,
+                 eos_ids: set[int]):
+        self.prompts, self.stops, self.width, self.eos_ids = prompts, stops, prompt_width, eos_ids
+        self.window = max((len(s) for s in stops), default=0) + 2
+        self.stopped_at = [0] * batch
+        self.ended = [False] * batch
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        generated = input_ids.shape[1] - self.width
+        last = input_ids[:, -1].tolist()
+        todo = []
+        for r, tok in enumerate(last):
+            if not self.ended[r]:
+                if tok in self.eos_ids:
+                    self.ended[r] = True
+                else:
+                    todo.append(r)
+        if todo:
+            lo = self.width + max(0, generated - self.window)
+            tails = self.prompts.tok.batch_decode(input_ids[todo, lo:].tolist(), skip_special_tokens=False,
+                                                  clean_up_tokenization_spaces=False)
+            for r, tail in zip(todo, tails):
+                if any(s in tail for s in self.stops):
+                    self.stopped_at[r] = generated
+                    self.ended[r] = True
+        return torch.tensor([s > 0 for s in self.stopped_at], device=input_ids.device)

@@ -1,0 +1,133 @@
+"""The checker's worker side: a "zygote" process that imports and warms up math-verify once, then forks one
+worker per request from the parent (:mod:`.pool`). A worker reads JSON lines ``{"id", "gold", "answer"}`` on its
+socket and writes ``{"id", "verdict", "reason"}`` back.
+
+Why a zygote (our choice): math-verify's LaTeX parser (ANTLR) builds its prediction cache lazily and is about
+twice as slow on its first hundred inputs; forking from a warmed process gives every worker -- including the
+replacement for a killed one -- that cache for free, in milliseconds instead of a ~1 s Python start-up.
+Started as ``python -m`` rather than through ``multiprocessing``: no pickles, no re-import of the caller's
+``__main__``, and it works inside daemonic processes.
+
+math-verify runs on each worker's main thread, so its SIGALRM timeouts work (whole seconds only; see
+shared/notes/ecosystem.md §3.3). Work stuck in C code ignores them; the parent then kills the worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+from collections import OrderedDict
+
+PARSE_CACHE_SIZE = 4096
+# Typical answer shapes, checked in the zygote before it forks any worker (see the module docstring); about
+# 1 s of CPU once, which each worker would otherwise spend on its own.
+WARMUP = ("\\frac{1}{2}", "3\\sqrt{2}", "x^2 + 2x + 1", "(1, 2)", "[0, 1)", "\\{1, 2\\}", "\\text{(A)}",
+          "-\\frac{\\sqrt{3}}{2}", "2\\pi", "3 + 5i", "x = 5", "90^\\circ", "\\log_2 8", "(-\\infty, 3]",
+          "a_n", "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "50\\%", "\\dfrac{3}{4}", "1,-2", "y = -2x + 3",
+          "\\left( 3, \\frac{\\pi}{2} \\right)", "\\cos \\theta", "2^{10}", "10!", "\\binom{5}{2}", "0.25")
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask the kernel to SIGKILL us when our parent goes: a worker stuck in C code never sees an EOF."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG (Linux only; elsewhere EOF ends idle workers)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(0)
+
+
+def _limit_memory(mb: int) -> None:
+    if mb > 0:
+        import resource
+
+        limit = mb * 1024 * 1024
+        try:
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        except (ValueError, OSError):
+            pass
+
+
+def _checker(timeout: int):
+    """A check function with its own parse cache (one per worker process; no module-level state)."""
+    from math_verify import parse, verify
+
+    cache: OrderedDict[str, list] = OrderedDict()
+
+    def parsed(s: str) -> list:
+        hit = cache.get(s)
+        if hit is not None:
+            cache.move_to_end(s)
+            return hit
+        out = parse("$" + s + "$", parsing_timeout=timeout)
+        cache[s] = out
+        if len(cache) > PARSE_CACHE_SIZE:
+            cache.popitem(last=False)
+        return out
+
+    def check(gold_text: str, answer_text: str) -> tuple[str, str]:
+        try:
+            gold, pred = parsed(gold_text), parsed(answer_text)
+            if not gold:
+                return "wrong", "math-verify could not parse the gold answer"
+            if not pred:
+                return "unparseable", "math-verify could not parse the answer"
+            ok = verify(gold, pred, timeout_seconds=timeout)  # gold first: verify is not symmetric
+            return ("correct" if ok else "wrong"), "math-verify"
+        except MemoryError:
+            return "wrong", "out of memory in math-verify"
+        except BaseException as exc:  # noqa: BLE001 - math-verify's TimeoutException derives from BaseException
+            return "wrong", f"math-verify error: {type(exc).__name__}"
+
+    return check
+
+
+def _serve(sock: socket.socket, check) -> None:
+    reader = sock.makefile("rb")
+    for line in reader:
+        req = json.loads(line)
+        verdict, reason = check(req["gold"], req["answer"])
+        sock.sendall((json.dumps({"id": req["id"], "verdict": verdict, "reason": reason}) + "\n").encode())
+
+
+def zygote(ctl_fd: int, parent_pid: int, timeout: int, memory_mb: int, warmup: int) -> None:
+    _die_with_parent(parent_pid)
+    import logging
+
+    logging.disable(logging.WARNING)  # math-verify logs every timeout; the parent reports them
+    check = _checker(timeout)
+    if warmup:
+        warm = _checker(timeout)  # its own parse cache, so that forked workers start with an empty one
+        for i, s in enumerate(WARMUP):
+            warm(s, WARMUP[i - 1])
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps finished workers
+    ctl = socket.socket(fileno=ctl_fd)
+    ctl.sendall(b"R")
+    me = os.getpid()
+    while True:
+        msg, fds, _, _ = socket.recv_fds(ctl, 16, 1)
+        if not msg or not fds:  # the parent closed the pool (or died)
+            os._exit(0)
+        pid = os.fork()
+        if pid == 0:
+            ctl.close()
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            _die_with_parent(me)
+            _limit_memory(memory_mb)
+            try:
+                _serve(socket.socket(fileno=fds[0]), check)
+            finally:
+                os._exit(0)
+        os.close(fds[0])
+        ctl.sendall(struct.pack("!i", pid))
+
+
+if __name__ == "__main__":
+    zygote(*(int(a) for a in sys.argv[1:6]))

@@ -1,0 +1,219 @@
+"""The answer checker: last-boxed extraction, fast paths, caches, and math-verify in a worker pool.
+
+A check goes through the cheapest step that can decide it (our choice; the verdicts agree with plain
+math-verify except where math-verify is wrong, see BENCHMARKS.md):
+1. no extractable answer -> UNPARSEABLE;
+2. the verdict cache, keyed by the normal forms of (gold, answer) — search and GRPO check the same answers
+   against the same gold over and over;
+3. equal normal forms -> CORRECT (``\\dfrac{1}{2}`` vs ``\\frac{1}{2}``, ``$1000$`` vs ``1000``);
+4. both plain numbers -> compare exactly ("1,000" = "1000.0" = "\\$1000"); two different integers -> WRONG;
+5. otherwise math-verify (gold first) in a worker process, under a hard deadline.
+
+Caches live on the instance (no module state): each process, or each user, makes its own Checker.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import weakref
+from collections import Counter, OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..types import Verdict
+from .extract import as_number, extract_answer, last_boxed, normalize, sanitize
+from .pool import WorkerPool
+
+_DOLLAR = re.compile(r"(?<!\\)\$")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    verdict: Verdict
+    answer: str | None  # the extracted final answer (None when there is none)
+    reason: str = ""  # which step decided: "exact match", "numeric", "math-verify", "timeout: ...", ...
+
+    @property
+    def correct(self) -> bool:
+        return self.verdict is Verdict.CORRECT
+
+
+def default_workers() -> int:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores))
+
+
+def completion_text(completion: Any) -> str | None:
+    """The text of a completion: a string, or a chat completion (list of messages; the last one counts)."""
+    if completion is None or isinstance(completion, str):
+        return completion
+    if isinstance(completion, dict) and "content" in completion:
+        return str(completion["content"])
+    if isinstance(completion, (list, tuple)) and completion and isinstance(completion[-1], dict):
+        return str(completion[-1].get("content", ""))
+    raise TypeError(f"a completion must be a str or a list of chat messages, got {type(completion).__name__}")
+
+
+def _gold_text(gold: Any) -> str:
+    if not isinstance(gold, (str, int, float)) or isinstance(gold, bool):
+        raise TypeError(f"a gold answer must be a str or a number, got {type(gold).__name__}")
+    text = sanitize(str(gold)).strip()
+    if "\\boxed" in text or "\\fbox" in text:  # golds given as "\boxed{5}" mean 5
+        text = last_boxed(text) or text
+    if not text:
+        raise ValueError("empty gold answer: every problem needs a non-empty answer (check your data file "
+                         "with `astro data check FILE`)")
+    return text
+
+
+def _for_math_verify(answer: str) -> str:
+    """The answer as math-verify gets it, wrapped in ``$...$`` by the worker: no ``$`` of its own, no final
+    period (math-verify rejects "1000." against 1000). Spaces are kept: they can matter to its parser.
+    """
+    return _DOLLAR.sub("", answer).strip().rstrip(".").strip()
+
+
+class Checker:
+    """Checks completions against gold answers. Use as a context manager, or call ``close()``.
+
+    ``workers``: math-verify processes (default: cores, at most 4); ``deadline``: hard wall-clock seconds per
+    math-verify check (the worker is killed and replaced after it; the verdict is WRONG); ``memory_mb``:
+    address-space limit of each worker (0 = none); ``max_answer_chars``: longer extracted answers are WRONG
+    without a check (no real final answer is that long; our choice, it spares a worker); ``inner_timeout``:
+    math-verify's own timeout in whole seconds (default: half the deadline, at least 1); ``warmup``: run ~1 s
+    of typical checks before the first worker starts (faster checks afterwards; off for one-off checks).
+    """
+
+    def __init__(self, workers: int | None = None, deadline: float = 5.0, *, memory_mb: int = 2048,
+                 max_answer_chars: int = 2000, cache_size: int = 200_000, inner_timeout: int | None = None,
+                 warmup: bool = True):
+        workers = default_workers() if workers is None else workers
+        if workers < 1:
+            raise ValueError(f"workers={workers}: need at least 1 worker process")
+        if not deadline > 0:
+            raise ValueError(f"deadline={deadline}: must be > 0 seconds (e.g. 5)")
+        self.workers, self.deadline = workers, float(deadline)
+        self.max_answer_chars, self.cache_size = max_answer_chars, cache_size
+        self._pool_args = dict(workers=workers, deadline=float(deadline), memory_mb=memory_mb,
+                               inner_timeout=inner_timeout, warmup=warmup)
+        self.stats: Counter[str] = Counter()  # how many checks each step decided
+        self._cache: OrderedDict[tuple[str, str], tuple[Verdict, str]] = OrderedDict()
+        self._lock = threading.RLock()
+        self._pool: WorkerPool | None = None
+        self._owner_pid = os.getpid()
+        self._finalizer: weakref.finalize | None = None
+
+    # ---- lifecycle ---------------------------------------------------------------------------------------
+    def _get_pool(self) -> WorkerPool:
+        if self._pool is None or self._owner_pid != os.getpid():
+            # A forked child must not touch (or kill) its parent's workers: it starts its own.
+            self._owner_pid = os.getpid()
+            self._pool = WorkerPool(**self._pool_args)
+            self._finalizer = weakref.finalize(self, self._pool.close)
+        return self._pool
+
+    def start(self) -> "Checker":
+        """Start the worker processes now instead of at the first check that needs them."""
+        with self._lock:
+            self._get_pool().start()
+        return self
+
+    def close(self) -> None:
+        with self._lock:
+            if self._finalizer is not None and self._owner_pid == os.getpid():
+                self._finalizer()
+            self._pool, self._finalizer = None, None
+
+    def __enter__(self) -> "Checker":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- public API ----------------------------------------------------------------------------------------
+    def check(self, gold: Any, completion: Any) -> CheckResult:
+        """Verdict for one completion against one gold answer."""
+        return self.check_batch([(gold, completion)])[0]
+
+    def check_batch(self, pairs: Iterable[tuple[Any, Any]]) -> list[CheckResult]:
+        """Verdicts for many (gold, completion) pairs; the math-verify checks run in parallel."""
+        golds, answers = [], []
+        for gold, completion in pairs:
+            text = completion_text(completion)
+            golds.append(_gold_text(gold))
+            answers.append(extract_answer(text) if text else None)
+        decided = self._decide([(g, a) for g, a in zip(golds, answers)])
+        return [CheckResult(v, a, r) for (v, r), a in zip(decided, answers)]
+
+    def equivalent(self, a: str | None, b: str | None) -> bool:
+        """Whether two extracted answers are the same (for majority voting); ``a`` plays the gold."""
+        return self.equivalent_batch([(a, b)])[0]
+
+    def equivalent_batch(self, pairs: Iterable[tuple[str | None, str | None]]) -> list[bool]:
+        pairs = list(pairs)
+        todo = [i for i, (a, b) in enumerate(pairs) if a and b and a.strip() and b.strip()]
+        decided = self._decide([(_gold_text(pairs[i][0]), sanitize(pairs[i][1])) for i in todo])
+        out = [False] * len(pairs)
+        for i, (verdict, _) in zip(todo, decided):
+            out[i] = verdict is Verdict.CORRECT
+        return out
+
+    # ---- the decision steps ---------------------------------------------------------------------------------
+    def _fast(self, gold: str, answer: str, key: tuple[str, str]) -> tuple[Verdict, str] | None:
+        if key[0] == key[1]:
+            return Verdict.CORRECT, "exact match"
+        g, a = as_number(key[0]), as_number(key[1])
+        if g is not None and a is not None:
+            if g == a:
+                return Verdict.CORRECT, "numeric"
+            if g.denominator == 1 and a.denominator == 1:  # non-integers may still match after rounding
+                return Verdict.WRONG, "numeric"
+        if len(answer) > max(self.max_answer_chars, 4 * len(gold)):
+            return Verdict.WRONG, f"answer longer than {self.max_answer_chars} characters"
+        return None
+
+    def _decide(self, pairs: Sequence[tuple[str, str | None]]) -> list[tuple[Verdict, str]]:
+        with self._lock:
+            out: list[tuple[Verdict, str] | None] = [None] * len(pairs)
+            pending: dict[tuple[str, str], list[int]] = {}
+            raw: dict[tuple[str, str], tuple[str, str]] = {}
+            for i, (gold, answer) in enumerate(pairs):
+                if answer is None:
+                    out[i] = (Verdict.UNPARSEABLE, "no final answer found")
+                    self.stats["no answer"] += 1
+                    continue
+                key = (normalize(gold), normalize(answer))
+                hit = self._cache.get(key)
+                if hit is not None:
+                    self._cache.move_to_end(key)
+                    out[i] = hit
+                    self.stats["cache"] += 1
+                    continue
+                fast = self._fast(gold, answer, key)
+                if fast is not None:
+                    out[i] = fast
+                    self.stats[fast[1]] += 1
+                    self._remember(key, fast)
+                    continue
+                pending.setdefault(key, []).append(i)
+                raw.setdefault(key, (_for_math_verify(gold), _for_math_verify(answer)))
+            if pending:
+                keys = list(pending)
+                for key, (verdict, reason) in zip(keys, self._get_pool().run([raw[k] for k in keys])):
+                    result = (Verdict(verdict), reason)
+                    self.stats["timeout" if reason.startswith("timeout") else "math-verify"] += 1
+                    self._remember(key, result)
+                    for i in pending[key]:
+                        out[i] = result
+            return out  # type: ignore[return-value]
+
+    def _remember(self, key: tuple[str, str], result: tuple[Verdict, str]) -> None:
+        self._cache[key] = result
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)

@@ -1,0 +1,239 @@
+"""A pool of math-verify worker processes with a hard wall-clock deadline per check.
+
+Written by hand because no library does the one thing needed: kill and replace *one* stuck worker while the
+others keep going (``ProcessPoolExecutor`` cannot cancel a running task; ``multiprocessing.Pool`` would have to
+be torn down as a whole, and both re-import the caller's ``__main__`` under spawn). Workers are forked by a
+warmed-up zygote process (:mod:`._worker`) and speak JSON lines over sockets; the parent never uses signals
+for timing, so this works from any thread. POSIX only (socket fd passing).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections import OrderedDict, deque
+from collections.abc import Sequence
+from pathlib import Path
+
+STARTUP_TIMEOUT = 120.0  # seconds for the zygote to import math-verify (slow on a loaded machine)
+AFFINITY_SCAN = 64  # queued jobs looked at, and golds remembered, per worker when picking its next job
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the directory that holds astro_reasoner/
+
+
+class CheckerError(RuntimeError):
+    """The checker's worker processes cannot run (e.g. math-verify is not installed)."""
+
+
+class _Zygote:
+    """The process that forks workers (see :mod:`._worker`)."""
+
+    def __init__(self, timeout: int, memory_mb: int, warmup: bool):
+        self.ctl, child = socket.socketpair()
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+        self.stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "astro_reasoner.checking._worker", str(child.fileno()), str(os.getpid()),
+             str(timeout), str(memory_mb), str(int(warmup))],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.stderr, env=env,
+            pass_fds=[child.fileno()])
+        child.close()
+        self.started = time.monotonic()
+        self.ready = False
+
+    def wait_ready(self) -> None:
+        left = self.started + STARTUP_TIMEOUT - time.monotonic()
+        if not self.ready and select.select([self.ctl], [], [], max(0.0, left))[0]:
+            self.ready = self.ctl.recv(1) == b"R"
+        if not self.ready:
+            raise CheckerError("the answer checker's worker process did not start:\n" + self.stderr_tail()
+                               + f"\nIs math-verify installed in this Python ({sys.executable})? "
+                               "pip install math-verify")
+
+    def fork_worker(self) -> "_Worker":
+        mine, theirs = socket.socketpair()
+        try:
+            socket.send_fds(self.ctl, [b"W"], [theirs.fileno()])
+            reply = self.ctl.recv(4, socket.MSG_WAITALL)
+        finally:
+            theirs.close()
+        if len(reply) != 4:
+            mine.close()
+            raise ConnectionError("the checker's zygote process died")
+        return _Worker(mine, struct.unpack("!i", reply)[0])
+
+    def stderr_tail(self) -> str:
+        try:
+            self.stderr.seek(0)
+            return self.stderr.read().decode("utf-8", "replace")[-2000:] or "(no output)"
+        except (OSError, ValueError):
+            return "(no output)"
+
+    def close(self) -> None:
+        self.ctl.close()  # the zygote exits on EOF; its workers die with it (PR_SET_PDEATHSIG)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.stderr.close()
+
+
+class _Worker:
+    def __init__(self, sock: socket.socket, pid: int):
+        self.sock, self.pid = sock, pid
+        self.buf = b""
+        self.job: int | None = None  # index into the current batch
+        self.deadline = 0.0
+        self.golds: OrderedDict[str, None] = OrderedDict()  # golds sent lately (they sit in its parse cache)
+
+    def send(self, job: int, payload: bytes, deadline: float) -> bool:
+        self.job, self.deadline = job, time.monotonic() + deadline
+        try:
+            self.sock.sendall(payload)
+            return True
+        except OSError:
+            return False
+
+    def read_lines(self) -> list[dict] | None:
+        """Complete JSON lines available now; None at EOF (the worker died)."""
+        try:
+            chunk = self.sock.recv(1 << 16)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            return None
+        self.buf += chunk
+        *lines, self.buf = self.buf.split(b"\n")
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def close(self, *, kill: bool) -> None:
+        if kill:  # only while it is known to be alive (no EOF seen), so the pid cannot have been reused
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except OSError:
+                pass
+        self.sock.close()
+
+
+def _pick(queue: deque[int], w: _Worker, jobs: Sequence[tuple[str, str]]) -> int:
+    """The next job for ``w``: preferably one whose gold ``w`` has parsed lately (our choice: search, eval
+    and GRPO check many answers per gold, and parsing is most of math-verify's cost)."""
+    for k in range(min(len(queue), AFFINITY_SCAN)):
+        if jobs[queue[k]][0] in w.golds:
+            i = queue[k]
+            del queue[k]
+            break
+    else:
+        i = queue.popleft()
+    w.golds[jobs[i][0]] = None
+    w.golds.move_to_end(jobs[i][0])
+    if len(w.golds) > AFFINITY_SCAN:
+        w.golds.popitem(last=False)
+    return i
+
+
+class WorkerPool:
+    """``run(jobs)`` checks (gold, answer) pairs in parallel; a job still running after ``deadline`` seconds
+    gets verdict "wrong" (reason "timeout") and its worker is killed and replaced. Not thread-safe: the
+    :class:`~.checker.Checker` serializes calls.
+    """
+
+    def __init__(self, workers: int, deadline: float, memory_mb: int, inner_timeout: int | None = None,
+                 warmup: bool = True):
+        self.size, self.deadline, self.memory_mb, self.warmup = workers, deadline, memory_mb, warmup
+        # By default math-verify's own alarms (whole seconds) fire before our hard deadline, so a slow sympy
+        # call usually ends with a clean False instead of a killed worker.
+        self.inner_timeout = inner_timeout or max(1, int(deadline // 2))
+        self.zygote: _Zygote | None = None
+        self.workers: list[_Worker] = []
+        self.restarts = 0  # workers killed or lost and replaced
+        self.owner = os.getpid()
+
+    def start(self) -> None:
+        """Start the zygote (it imports math-verify in the background; ``run`` waits for it).
+
+        A dead zygote (killed, or gone with the thread that started it: PR_SET_PDEATHSIG is per thread) is
+        replaced; its workers died with it and show up as crashes, whose jobs are retried.
+        """
+        if self.zygote is not None and self.zygote.proc.poll() is not None:
+            self.zygote.close()
+            self.zygote = None
+        if self.zygote is None:
+            self.zygote = _Zygote(self.inner_timeout, self.memory_mb, self.warmup)
+
+    def _fill(self) -> None:
+        """Fork workers up to the pool size."""
+        for _ in range(3):
+            self.start()
+            self.zygote.wait_ready()
+            try:
+                while len(self.workers) < self.size:
+                    self.workers.append(self.zygote.fork_worker())
+                return
+            except OSError:
+                tail = self.zygote.stderr_tail()
+                self.zygote.close()
+                self.zygote = None
+        raise CheckerError("the answer checker's zygote process keeps dying; its last error:\n" + tail)
+
+    def _replace(self, w: _Worker, *, kill: bool) -> None:
+        w.close(kill=kill)
+        self.workers.remove(w)
+        self.restarts += 1
+
+    def run(self, jobs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+        """(verdict value, reason) for each (gold, answer) job, in order."""
+        results: list[tuple[str, str] | None] = [None] * len(jobs)
+        queue = deque(range(len(jobs)))
+        crashes = [0] * len(jobs)
+        while queue or any(w.job is not None for w in self.workers):
+            self._fill()
+            for w in list(self.workers):
+                if w.job is None and queue:
+                    i = _pick(queue, w, jobs)
+                    payload = (json.dumps({"id": i, "gold": jobs[i][0], "answer": jobs[i][1]}) + "\n").encode()
+                    if not w.send(i, payload, self.deadline):  # died while idle; retry on a fresh one
+                        queue.appendleft(i)
+                        self._replace(w, kill=False)
+            busy = [w for w in self.workers if w.job is not None]
+            if not busy:
+                continue
+            timeout = max(0.0, min(w.deadline for w in busy) - time.monotonic())
+            readable, _, _ = select.select([w.sock for w in busy], [], [], timeout)
+            for w in busy:
+                if w.sock in readable:
+                    msgs = w.read_lines()
+                    if msgs is None:  # died: out of memory, or killed from outside
+                        job, w.job = w.job, None
+                        crashes[job] += 1
+                        if crashes[job] >= 2:
+                            results[job] = ("wrong", "checker worker crashed twice on this answer")
+                        else:
+                            queue.appendleft(job)
+                        self._replace(w, kill=False)
+                        continue
+                    for msg in msgs:
+                        if msg.get("id") == w.job:
+                            results[w.job] = (msg["verdict"], msg["reason"])
+                            w.job = None
+                if w.job is not None and time.monotonic() >= w.deadline:
+                    results[w.job] = ("wrong", f"timeout: no verdict within {self.deadline:g} s")
+                    self._replace(w, kill=True)
+        return [r if r is not None else ("wrong", "lost") for r in results]
+
+    def close(self) -> None:
+        if os.getpid() == self.owner:  # a forked child (exiting) must not kill its parent's workers
+            for w in self.workers:
+                w.close(kill=w.job is not None)
+            if self.zygote is not None:
+                self.zygote.close()
+        self.workers, self.zygote = [], None

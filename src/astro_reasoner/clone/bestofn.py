@@ -1,0 +1,124 @@
+"""Best-of-N baseline: N independent full solutions per problem at the token budget its search tree used.
+
+For each tree, the budget is the tokens the search generated for it (``tree.stats["generated_tokens"]``).
+We draw whole solutions from the same policy with the same prompt (few-shot as in the search) in waves of
+``batch`` samples, counting generated tokens in sample order; samples past the budget do not count, so the
+baseline never gets more compute than the search had (rejection sampling with the same checker as oracle,
+as the search's terminal rewards are). A problem stops at its first correct sample, at the budget, or at
+``max_samples``. The kept solutions are written in the same ``sft.jsonl`` format as ``astro clone``.
+
+Files in ``out_dir``: ``bestofn.jsonl`` (one record per problem, appended: resumable), ``sft.jsonl``,
+``rl.jsonl``, ``stats.json``, ``README.md``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..io import append_jsonl, done_ids, read_jsonl, stable_seed, write_json, write_jsonl, write_text_atomic
+from ..prompts import PromptBuilder, PromptConfig
+from ..types import GenParams
+from . import export
+from .config import BestOfNConfig
+from .run import read_trees
+
+
+def _new_state(tree, budget: int) -> dict[str, Any]:
+    return {"problem_id": tree.problem_id, "budget": budget, "samples": 0, "tokens": 0, "found": False,
+            "text": None, "answer": None, "verdicts": {}, "over_budget": 0}
+
+
+def _absorb(st: dict[str, Any], comps, results, cfg: BestOfNConfig) -> bool:
+    """Count one wave's samples for one problem in order; returns True when the problem is finished."""
+    for comp, res in zip(comps, results):
+        if st["tokens"] + comp.tokens > st["budget"]:
+            st["over_budget"] += 1
+            return True  # the budget is spent: this and later samples do not count
+        st["tokens"] += comp.tokens
+        st["samples"] += 1
+        v = res.verdict.value
+        st["verdicts"][v] = st["verdicts"].get(v, 0) + 1
+        if v == "correct":
+            st["found"], st["text"], st["answer"] = True, comp.text.strip(), res.answer
+            return True
+        if st["samples"] >= cfg.max_samples:
+            return True
+    return st["tokens"] >= st["budget"]
+
+
+def run_best_of_n(trees_path: str | Path, out_dir: str | Path, cfg: BestOfNConfig, checker, policy, *,
+                  progress: bool = False) -> dict[str, Any]:
+    cfg.validate()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    trees, info = read_trees(trees_path)
+    rec_path = out / "bestofn.jsonl"
+    done = done_ids(rec_path)
+    builder = PromptBuilder(policy, PromptConfig(few_shot=cfg.few_shot))
+    no_budget = 0
+    active: list[tuple[Any, dict[str, Any], str]] = []
+    for tree in trees:
+        if tree.problem_id in done:
+            continue
+        budget = tree.stats.get(cfg.budget_key) or cfg.default_budget
+        if not budget:
+            no_budget += 1
+            continue
+        active.append((tree, _new_state(tree, int(budget)), builder.continuation(tree.problem)))
+    bar = task = None
+    if progress and active:
+        from rich.progress import Progress
+
+        bar = Progress()
+        bar.start()
+        task = bar.add_task("best-of-n", total=len(active))
+    wave = 0
+    try:
+        while active:
+            params = GenParams(n=cfg.batch, max_tokens=cfg.max_tokens, temperature=cfg.temperature,
+                               top_p=cfg.top_p, seed=stable_seed(cfg.seed, "best-of-n", wave))
+            outs = policy.generate([p for _, _, p in active], params)
+            results = checker.check_batch([(t.answer, c.text) for (t, _, _), comps in zip(active, outs)
+                                           for c in comps])
+            still, finished, pos = [], [], 0
+            for (tree, st, prompt), comps in zip(active, outs):
+                res = results[pos:pos + len(comps)]
+                pos += len(comps)
+                (finished if _absorb(st, comps, res, cfg) else still).append((tree, st, prompt))
+            append_jsonl(rec_path, [st for _, st, _ in finished])
+            if bar:
+                bar.advance(task, len(finished))
+            active, wave = still, wave + 1
+    finally:
+        if bar:
+            bar.stop()
+    return _export(out, trees, read_jsonl(rec_path) if rec_path.exists() else [], info, no_budget, cfg)
+
+
+def _export(out: Path, trees, recs, info, no_budget: int, cfg: BestOfNConfig) -> dict[str, Any]:
+    by_id = {t.problem_id: t for t in trees}
+    recs = [r for r in recs if r["problem_id"] in by_id]
+    sft = [export.sft_row(by_id[r["problem_id"]].problem, r["text"],
+                          {"problem_id": r["problem_id"], "mode": "best-of-n", "n_backtracks": 0, "trace_index": 0})
+           for r in recs if r["found"]]
+    rl = [export.rl_row(t.problem_id, t.problem, t.answer, False) for t in trees]
+    n = len(recs)
+    stats = {"trees": len(trees), "malformed": info["malformed"], "no_budget": no_budget, "problems": n,
+             "solved": len(sft), "solve_rate": round(len(sft) / n, 4) if n else None,
+             "samples": sum(r["samples"] for r in recs), "tokens": sum(r["tokens"] for r in recs),
+             "budget": sum(r["budget"] for r in recs), "messages": list(info["messages"])}
+    if no_budget:
+        stats["messages"].append(f"{no_budget} tree(s) have no '{cfg.budget_key}' in their stats: skipped (set "
+                                 f"default_budget=N to give them a budget)")
+    write_jsonl(out / "sft.jsonl", sft)
+    write_jsonl(out / "rl.jsonl", rl)
+    write_json(out / "stats.json", stats)
+    write_text_atomic(out / "README.md", "\n".join([
+        "# Best-of-N baseline (astro-reasoner)", "",
+        f"Independent full solutions from `{cfg.model}` at each search tree's generated-token budget; the first "
+        "correct one is kept (`sft.jsonl`, same format as `astro clone`).", "",
+        f"- problems: {n}; solved within budget: {len(sft)} ({stats['solve_rate']})",
+        f"- samples drawn: {stats['samples']}; tokens used: {stats['tokens']} of a total budget of "
+        f"{stats['budget']}", f"- trees without a budget (skipped): {no_budget}", ""]))
+    return stats

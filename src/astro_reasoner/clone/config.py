@@ -1,0 +1,143 @@
+"""``CloneConfig``: every knob of procedure cloning (ASTRO §2.2-2.3), each an ablation flag.
+
+Defaults < ``--config FILE`` (its ``clone:`` section if it has one) < ``key=value`` overrides, then
+``validate()``, which says the cause and the fix for each invalid setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import ConfigError
+from ..io import stable_hash
+
+MODES = ("astro", "direct")
+MERGES = ("lca", "root", "random")
+
+
+def parse_backtracks(value: Any) -> int | dict[int, float]:
+    """``2`` -> 2; ``{0: 0.2, 1: 0.4, 2: 0.4}`` or the string ``"0:0.2,1:0.4,2:0.4"`` -> normalized weights."""
+    if isinstance(value, bool):
+        raise ConfigError(f"max_backtracks: expected an integer or a distribution, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value == int(value):
+        return int(value)
+    if isinstance(value, str):
+        raw = value.strip().strip("{}").strip()
+        if raw.lstrip("-").isdigit():
+            return int(raw)
+        pairs: dict[Any, Any] = {}
+        for item in filter(None, (p.strip() for p in raw.split(","))):
+            k, sep, v = item.partition(":")
+            if not sep:
+                raise ConfigError(f"max_backtracks: cannot read {item!r} in {value!r}; write a count (2) or a "
+                                  f"distribution like 0:0.2,1:0.4,2:0.4")
+            pairs[k.strip()] = v.strip()
+        value = pairs
+    if not isinstance(value, dict) or not value:
+        raise ConfigError(f"max_backtracks: expected an integer or a distribution like {{0: 0.2, 1: 0.4, 2: 0.4}}, "
+                          f"got {value!r}")
+    if any(v is None for v in value.values()):
+        raise ConfigError(f"max_backtracks: {value!r} looks like YAML read '0:0.2' without a space after the colon; "
+                          f"write {{0: 0.2, 1: 0.4}} (spaces) or the string \"0:0.2,1:0.4\"")
+    try:
+        dist = {int(k): float(v) for k, v in value.items()}
+    except (TypeError, ValueError):
+        raise ConfigError(f"max_backtracks: keys must be integers and values probabilities, got {value!r}") from None
+    if any(k < 0 for k in dist) or any(p < 0 for p in dist.values()) or sum(dist.values()) <= 0:
+        raise ConfigError(f"max_backtracks: counts and weights must be >= 0 with a positive total, got {value!r}")
+    total = sum(dist.values())
+    return {k: p / total for k, p in sorted(dist.items())}  # weights are normalized (our choice: forgiving)
+
+
+@dataclass
+class CloneConfig:
+    mode: str = "astro"  # astro: wrong terminals + backtracks + correct path; direct: correct path only (baseline)
+    max_backtracks: Any = 2  # an int, or a distribution {count: weight} sampled per trace
+    traces_per_tree: int = 1  # traces drawn per tree (different wrong terminals / counts); duplicates dropped
+    merge: str = "lca"  # where a backtrack returns: lca (ASTRO §2.2) | root (start over) | random ancestor
+    phrases: bool = True  # false: bare markers instead of natural-language reflection/backtrack (ablation)
+    phrases_file: str | None = None  # your own phrase bank (same schema as the packaged phrases.yaml)
+    rewrite: bool = False  # LM rewrite of the template CoT into fluent prose (ASTRO §2.3), verified
+    selfeval: bool = False  # LM self-evaluation filter (ASTRO §2.3)
+    votes: int = 3  # J: self-evaluation votes per CoT
+    min_votes: int | None = None  # yes-votes needed to keep a CoT; None = all J (unanimous)
+    backend: str = "hf"  # backend for rewrite/self-eval when no policy object is passed in
+    model: str | None = None  # model for rewrite/self-eval (path, hub id, or alias such as smollm2-135m)
+    rewrite_temperature: float = 0.7
+    rewrite_max_tokens: int | None = None  # None: 1.5x the template's tokens + 64
+    selfeval_temperature: float = 1.0
+    selfeval_max_tokens: int = 8
+    batch_size: int = 8  # CoTs per LM call
+    tokenizer: str | None = None  # for token lengths in the dataset card; default: the LM's, else word counts
+    max_tokens: int | None = None  # drop CoTs longer than this many tokens (match SFT max_length); None: keep all
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"mode={self.mode!r} is not one of {', '.join(MODES)}")
+        if self.merge not in MERGES:
+            raise ConfigError(f"merge={self.merge!r} is not one of {', '.join(MERGES)} (lca = lowest common "
+                              f"ancestor as in ASTRO §2.2; root = start over; random = a random common ancestor)")
+        self.max_backtracks = parse_backtracks(self.max_backtracks)
+        if isinstance(self.max_backtracks, int) and self.max_backtracks < 0:
+            raise ConfigError(f"max_backtracks={self.max_backtracks} must be >= 0")
+        if self.traces_per_tree < 1:
+            raise ConfigError(f"traces_per_tree={self.traces_per_tree} must be >= 1")
+        if self.votes < 1:
+            raise ConfigError(f"votes={self.votes} must be >= 1 (J self-evaluation votes)")
+        if self.min_votes is not None and not 1 <= self.min_votes <= self.votes:
+            raise ConfigError(f"min_votes={self.min_votes} must be between 1 and votes={self.votes} "
+                              f"(or unset for a unanimous vote)")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size={self.batch_size} must be >= 1")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ConfigError(f"max_tokens={self.max_tokens} must be >= 1 or unset")
+        if self.phrases_file is not None:
+            from ..behaviour import load_phrases
+
+            load_phrases(self.phrases_file)  # fail now, not after the trees are read
+
+    @property
+    def required_votes(self) -> int:
+        return self.votes if self.min_votes is None else self.min_votes
+
+    @property
+    def uses_lm(self) -> bool:
+        return self.rewrite or self.selfeval
+
+    def fingerprint(self) -> str:
+        """Hash of the settings that change the output (not batch size or display options)."""
+        d = dataclasses.asdict(self)
+        for k in ("batch_size", "tokenizer"):
+            d.pop(k)
+        return stable_hash(d)[:16]
+
+
+@dataclass
+class BestOfNConfig:
+    """Best-of-N baseline: independent full solutions at the search's token budget, keep a correct one."""
+
+    backend: str = "hf"
+    model: str = ""  # the policy that ran the search
+    max_samples: int = 64  # upper bound on N per problem
+    max_tokens: int = 512  # per solution
+    temperature: float = 1.0
+    top_p: float = 1.0
+    batch: int = 4  # solutions drawn per call, until the budget is spent or a correct one is found
+    budget_key: str = "generated_tokens"  # tree.stats key holding the search's generated-token budget
+    default_budget: int | None = None  # budget for trees without that stat; None: skip such trees (counted)
+    few_shot: int = 1  # worked examples in the prompt, as in the search (prompts.PromptConfig)
+    seed: int = 0
+
+    def validate(self) -> None:
+        if not self.model:
+            raise ConfigError("model is not set: pass --model (the policy the search used, e.g. smollm2-135m)")
+        for key in ("max_samples", "max_tokens", "batch"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key}={getattr(self, key)} must be >= 1")
+        if self.default_budget is not None and self.default_budget < 1:
+            raise ConfigError(f"default_budget={self.default_budget} must be >= 1 or unset")

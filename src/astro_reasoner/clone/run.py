@@ -1,0 +1,271 @@
+"""``run_clone``: trees.jsonl -> traces -> CoT (-> rewrite -> self-eval) -> re-check -> sft.jsonl / rl.jsonl.
+
+Files in ``out_dir``: ``traces.jsonl`` (every trace, with its moves), ``cots.jsonl`` (one record per trace
+with the CoT and what happened to it; appended per batch, so an LM rewrite/self-eval run resumes where it
+stopped), ``sft.jsonl``, ``rl.jsonl``, ``README.md`` (dataset card), ``stats.json``, ``clone_config.json``.
+Bad input never crashes the run: malformed lines, broken trees and trees without a correct or wrong
+terminal are counted and reported (``stats["messages"]``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable
+
+from ..behaviour import load_patterns, load_phrases
+from ..config import ConfigError
+from ..io import DataError, append_jsonl, done_ids, read_json, read_jsonl, write_json, write_jsonl
+from ..types import SearchTree
+from . import export
+from .config import CloneConfig
+from .linearize import LinearizeStats, linearize_tree, validate_tree
+from .render import render_trace, trace_signature
+from .rewrite import rewrite_batch
+from .selfeval import selfeval_batch
+
+MAX_MESSAGES = 20
+
+
+def read_trees(path: str | Path) -> tuple[list[SearchTree], dict[str, Any]]:
+    """Trees from a trees.jsonl file or a search output directory; bad lines are skipped and counted."""
+    from ..search.storage import tree_files
+
+    files = tree_files(path)
+    if not files:
+        raise DataError(f"{path}: no trees.jsonl found; run `astro search ... --out DIR` and pass --trees DIR")
+    info: dict[str, Any] = {"malformed": 0, "duplicate_ids": 0, "messages": []}
+    trees: list[SearchTree] = []
+    seen: dict[str, str] = {}
+
+    def bad(msg: str) -> None:
+        info["malformed"] += 1
+        info["messages"].append(msg)
+
+    for f in files:
+        lines = f.read_bytes().split(b"\n")
+        for lineno, raw in enumerate(lines, start=1):
+            if not raw.strip():
+                continue
+            where = f"{f}:{lineno}"
+            try:
+                rec = json.loads(raw.decode("utf-8"))
+                tree = SearchTree.from_json(rec)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                torn = lineno == len(lines)  # no trailing newline: a search still writing, or killed
+                bad(f"{where}: {'torn last line' if torn else 'not valid JSON'} ({exc}); skipped")
+                continue
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                bad(f"{where}: not a search tree record ({type(exc).__name__}: {exc}); skipped")
+                continue
+            problem = validate_tree(tree)
+            if problem:
+                bad(f"{where}: broken tree for {tree.problem_id!r}: {problem}; skipped")
+                continue
+            if tree.problem_id in seen:
+                info["duplicate_ids"] += 1
+                info["messages"].append(f"{where}: problem {tree.problem_id!r} already read from "
+                                        f"{seen[tree.problem_id]}; kept the first")
+                continue
+            seen[tree.problem_id] = where
+            trees.append(tree)
+    if not trees and not info["malformed"]:
+        info["messages"].append(f"{path}: the trees file is empty")
+    return trees, info
+
+
+def _check_out_dir(out: Path, cfg: CloneConfig, overwrite: bool) -> None:
+    cfg_path = out / "clone_config.json"
+    if overwrite:
+        for name in ("cots.jsonl", "traces.jsonl", "sft.jsonl", "rl.jsonl", "README.md", "stats.json"):
+            (out / name).unlink(missing_ok=True)
+    elif cfg_path.exists():
+        old = read_json(cfg_path)
+        if old.get("fingerprint") != cfg.fingerprint():
+            now = dataclasses.asdict(cfg)
+            diff = {k: (old.get("config", {}).get(k), now[k]) for k in now
+                    if old.get("config", {}).get(k) != now[k]}
+            raise ConfigError(f"{out} was written with other clone settings ({diff}); use a new --out directory "
+                              f"or pass --overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(cfg_path, {"fingerprint": cfg.fingerprint(), "config": dataclasses.asdict(cfg)})
+
+
+def _token_counter(cfg: CloneConfig, policy) -> tuple[Callable[[str], int], str]:
+    if policy is not None:
+        return policy.count_tokens, "tokens"
+    if cfg.tokenizer:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(cfg.tokenizer)
+        return (lambda t: len(tok(t, add_special_tokens=False)["input_ids"])), "tokens"
+    if cfg.max_tokens is not None:
+        raise ConfigError("max_tokens needs a tokenizer: set tokenizer=PATH_OR_HUB_ID (the model you will "
+                          "fine-tune) or model=... ")
+    return (lambda t: len(t.split())), "whitespace words; set tokenizer=... for tokens"
+
+
+def make_policy(cfg: CloneConfig, **backend_options: Any):
+    """The LM for rewrite/self-eval from ``cfg.backend`` and ``cfg.model``."""
+    if not cfg.model:
+        raise ConfigError("rewrite/selfeval need an LM: set model=... (and backend=hf|openai), or turn them off")
+    from ..backends import make_backend
+
+    return make_backend(cfg.backend, cfg.model, **backend_options)
+
+
+def run_clone(trees_path: str | Path, out_dir: str | Path, cfg: CloneConfig, checker, policy=None, *,
+              overwrite: bool = False, progress: bool = False) -> dict[str, Any]:
+    """Run procedure cloning end to end; returns the statistics (also written to ``stats.json``)."""
+    cfg.validate()
+    out = Path(out_dir)
+    _check_out_dir(out, cfg, overwrite)
+    trees, info = read_trees(trees_path)
+    phrases, patterns = load_phrases(cfg.phrases_file), load_patterns(cfg.phrases_file)
+
+    lin = LinearizeStats()
+    traces, tree_of = [], {t.problem_id: t for t in trees}
+    for tree in trees:
+        tr, st = linearize_tree(tree, cfg)
+        lin.merge(st)
+        traces.extend(tr)
+    write_jsonl(out / "traces.jsonl", (t.to_json() for t in traces))
+
+    owned = policy is None and cfg.uses_lm
+    if owned:
+        policy = make_policy(cfg)
+    try:
+        count, unit = _token_counter(cfg, policy)
+        _process(traces, tree_of, out / "cots.jsonl", cfg, checker, policy, phrases, patterns, count, progress)
+    finally:
+        if owned:
+            policy.close()
+    return _export(out, cfg, trees, traces, tree_of, info, lin, count, unit)
+
+
+def _key(trace) -> str:
+    return f"{trace.problem_id}#{trace.meta.get('trace_index', 0)}"
+
+
+def _process(traces, tree_of, cots_path: Path, cfg: CloneConfig, checker, policy, phrases, patterns, count,
+             progress: bool) -> None:
+    """Render, rewrite, self-evaluate and re-check every trace not yet in ``cots.jsonl``; append per batch."""
+    done = done_ids(cots_path, key="key")
+    todo = [t for t in traces if _key(t) not in done]
+    bar = None
+    if progress and todo:
+        from rich.progress import Progress
+
+        bar = Progress(transient=False)
+        bar.start()
+        task = bar.add_task("clone", total=len(todo))
+    try:
+        for i in range(0, len(todo), cfg.batch_size):
+            batch = todo[i:i + cfg.batch_size]
+            append_jsonl(cots_path, _process_batch(batch, tree_of, cfg, checker, policy, phrases, patterns, count))
+            if bar:
+                bar.advance(task, len(batch))
+    finally:
+        if bar:
+            bar.stop()
+
+
+def _process_batch(batch, tree_of, cfg, checker, policy, phrases, patterns, count) -> list[dict]:
+    recs = []
+    for tr in batch:
+        tree = tree_of[tr.problem_id]
+        cot = render_trace(tr, tree, phrases, use_phrases=cfg.phrases, self_check=cfg.mode == "astro",
+                           seed=cfg.seed, patterns=patterns)
+        recs.append({"key": _key(tr), "problem_id": tr.problem_id, "trace_index": tr.meta.get("trace_index", 0),
+                     "mode": cfg.mode, "n_backtracks": tr.meta.get("n_backtracks", 0), "template": cot,
+                     "roundtrip": trace_signature(tr, tree).matches(cot, patterns), "cot": cot,
+                     "rewritten": False, "rewrite_reason": None, "votes": [], "kept": True, "drop": None})
+    items = [{"problem": tree_of[r["problem_id"]].problem, "answer": tree_of[r["problem_id"]].answer,
+              "cot": r["cot"], "n_backtracks": r["n_backtracks"], "key": r["key"]} for r in recs]
+    if cfg.rewrite:
+        for r, it, res in zip(recs, items, rewrite_batch(policy, checker, items, temperature=cfg.rewrite_temperature,
+                                                         max_tokens=cfg.rewrite_max_tokens, seed=cfg.seed,
+                                                         patterns=patterns)):
+            r["cot"] = it["cot"] = res.text
+            r["rewritten"], r["rewrite_reason"] = res.accepted, res.reason
+    if cfg.selfeval:
+        for r, votes in zip(recs, selfeval_batch(policy, items, votes=cfg.votes, temperature=cfg.selfeval_temperature,
+                                                 max_tokens=cfg.selfeval_max_tokens, seed=cfg.seed)):
+            r["votes"] = votes
+            if votes.count("yes") < cfg.required_votes:
+                r["kept"], r["drop"] = False, "selfeval"
+    checks = checker.check_batch([(tree_of[r["problem_id"]].answer, r["cot"]) for r in recs])
+    for r, chk in zip(recs, checks):
+        r["final_answer"], r["verdict"] = chk.answer, chk.verdict.value
+        r["length"] = count(r["cot"])
+        if r["kept"] and chk.verdict.value != "correct":  # every exported CoT must re-check CORRECT
+            r["kept"], r["drop"] = False, "recheck"
+        elif r["kept"] and cfg.max_tokens is not None and r["length"] > cfg.max_tokens:
+            r["kept"], r["drop"] = False, "too_long"
+    return recs
+
+
+def _export(out: Path, cfg: CloneConfig, trees, traces, tree_of, info, lin: LinearizeStats, count,
+            unit: str) -> dict[str, Any]:
+    keys = {_key(t) for t in traces}
+    cots = out / "cots.jsonl"
+    recs = {r["key"]: r for r in (read_jsonl(cots) if cots.exists() else []) if r["key"] in keys}
+    kept = [recs[_key(t)] for t in traces if _key(t) in recs and recs[_key(t)]["kept"]]
+    sft = [export.sft_row(tree_of[r["problem_id"]].problem, r["cot"], r) for r in kept]
+    solved = {t.problem_id for t in traces}
+    rl = [export.rl_row(t.problem_id, t.problem, t.answer, t.problem_id in solved) for t in trees]
+    all_recs = list(recs.values())
+    rewritten = [r for r in all_recs if r["rewrite_reason"] is not None]
+    judged = [r for r in all_recs if r["votes"]]
+    stats: dict[str, Any] = {
+        "trees": len(trees) + info["malformed"] + info["duplicate_ids"], "valid_trees": len(trees),
+        "malformed": info["malformed"], "duplicate_ids": info["duplicate_ids"],
+        "no_correct": lin.no_correct, "no_wrong": lin.no_wrong, "short": lin.short,
+        "duplicates": lin.duplicates, "traces": len(traces),
+        "roundtrip_ok": sum(r["roundtrip"] for r in all_recs),
+        "rewrite_attempted": len(rewritten), "rewrite_accepted": sum(r["rewritten"] for r in rewritten),
+        "rewrite_reasons": dict(Counter(r["rewrite_reason"].split(" (")[0] for r in rewritten
+                                        if not r["rewritten"])),
+        "selfeval_judged": len(judged), "selfeval_kept": sum(r["drop"] != "selfeval" for r in judged),
+        "votes": dict(Counter(v for r in judged for v in r["votes"])),
+        "recheck_dropped": sum(r["drop"] == "recheck" for r in all_recs),
+        "too_long": sum(r["drop"] == "too_long" for r in all_recs),
+        "examples": len(sft), "rl_prompts": len(rl),
+        "backtrack_distribution": {str(k): v for k, v in export.backtrack_distribution(sft).items()},
+        "length_unit": unit,
+    }
+    stats["roundtrip_rate"] = round(stats["roundtrip_ok"] / len(all_recs), 4) if all_recs else None
+    stats["messages"] = _messages(stats, info)
+    lengths = [r["length"] for r in kept]
+    stats["lengths"] = export._dist(lengths)
+    export.write_outputs(out, sft, rl, export.dataset_card(stats, lengths, unit, dataclasses.asdict(cfg)))
+    write_json(out / "stats.json", stats)
+    return stats
+
+
+def _messages(stats: dict[str, Any], info: dict[str, Any]) -> list[str]:
+    msgs = list(info["messages"][:MAX_MESSAGES])
+    if len(info["messages"]) > MAX_MESSAGES:
+        msgs.append(f"... and {len(info['messages']) - MAX_MESSAGES} more problems with the trees file")
+    if stats["no_correct"]:
+        msgs.append(f"{stats['no_correct']} tree(s) have no correct terminal (the search found no correct "
+                    f"solution): no trace from them; they stay in rl.jsonl")
+    if stats["no_wrong"]:
+        msgs.append(f"{stats['no_wrong']} tree(s) have no wrong terminal with an answer: their traces have no "
+                    f"backtrack")
+    if stats["short"]:
+        msgs.append(f"{stats['short']} trace(s) have fewer backtracks than sampled (not enough distinct wrong "
+                    f"answers in the tree)")
+    if stats["recheck_dropped"]:
+        msgs.append(f"{stats['recheck_dropped']} CoT(s) dropped: the final answer did not re-check CORRECT")
+    if stats["rewrite_attempted"] and stats["rewrite_accepted"] < stats["rewrite_attempted"]:
+        msgs.append(f"rewrite rejected for {stats['rewrite_attempted'] - stats['rewrite_accepted']} of "
+                    f"{stats['rewrite_attempted']} CoTs ({stats['rewrite_reasons']}); kept the template")
+    if stats["selfeval_judged"] and stats["selfeval_kept"] < stats["selfeval_judged"]:
+        msgs.append(f"self-evaluation dropped {stats['selfeval_judged'] - stats['selfeval_kept']} of "
+                    f"{stats['selfeval_judged']} CoTs (votes: {stats['votes']})")
+    if stats["examples"] == 0:
+        msgs.append("no example was exported")
+    return msgs

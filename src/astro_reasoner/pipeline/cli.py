@@ -1,0 +1,84 @@
+"""`astro pipeline CONFIG.yaml` and `astro demo`: the whole recipe, resumable, one stage after another."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+REPO_CONFIGS = Path(__file__).resolve().parents[3] / "configs"
+
+
+def run_pipeline(config: Path | None, overrides: list[str], force: list[str] | None = None,
+                 until: str | None = None, status_only: bool = False) -> int:
+    from rich.console import Console
+
+    from .config import load_pipeline_config
+    from .stages import build_graph
+
+    console = Console()
+    cfg = load_pipeline_config(config, overrides)
+    graph = build_graph(cfg)
+    if status_only:
+        for name, st in graph.stages.items():
+            console.print(f"{graph.status(name):>8}  {name:<28} {st.title}")
+        return 0
+    if force:
+        redo = graph.invalidate(force)
+        console.print(f"[yellow]forcing[/] {', '.join(redo)}")
+    cfg.run_dir_path.mkdir(parents=True, exist_ok=True)
+    from ..io import write_json
+
+    write_json(cfg.run_dir_path / "pipeline.json", {"config": str(config) if config else None,
+                                                     "overrides": overrides})
+    t0 = time.time()
+
+    def on_start(st, i, n, state):
+        if state == "done":
+            console.print(f"[dim][{i}/{n}] {st.name}: done, skipped[/]")
+        else:
+            what = "resuming" if state == "partial" else "running"
+            console.rule(f"[bold][{i}/{n}] {st.name}[/] — {st.title} ({what}; {time.time() - t0:.0f}s elapsed)")
+
+    def on_end(st, res):
+        if not res.skipped:
+            console.print(f"[green]✓[/] {st.name} in {res.seconds:.1f}s")
+
+    graph.run(until=until, on_start=on_start, on_end=on_end)
+    report = cfg.run_dir_path / "report"
+    console.print(f"\n[bold green]Pipeline finished[/] in {time.time() - t0:.0f}s. Run directory: {cfg.run_dir_path}")
+    if (report / "results.md").exists():
+        console.print((report / "results.md").read_text())
+        console.print(f"Report: {report / 'report.html'}")
+    return 0
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("pipeline")
+    def pipeline(
+        config: Path = typer.Argument(..., help="Pipeline YAML (see configs/)."),
+        overrides: Optional[list[str]] = typer.Argument(None, help="section.key=value overrides, e.g. search.iterations=8"),
+        force: Optional[list[str]] = typer.Option(None, "--force", help="Redo this stage and what depends on it (repeatable)."),
+        until: Optional[str] = typer.Option(None, help="Stop after this stage."),
+        status: bool = typer.Option(False, "--status", help="Print each stage's state (done/partial/stale/todo) and exit."),
+    ) -> None:
+        """Run the whole ASTRO recipe: search -> clone -> SFT -> filter -> RL -> eval -> analysis -> report.
+
+        Finished stages are skipped (keyed by a hash of their settings and inputs); an interrupted run
+        resumes where it stopped when the same command is run again.
+        """
+        raise typer.Exit(run_pipeline(config, list(overrides or []), force, until, status))
+
+    @app.command("demo")
+    def demo(
+        overrides: Optional[list[str]] = typer.Argument(None, help="section.key=value overrides"),
+        config: Path = typer.Option(REPO_CONFIGS / "demo.yaml", help="Demo config (CPU, SmolLM2-135M)."),
+        force: Optional[list[str]] = typer.Option(None, "--force", help="Redo this stage and its dependents."),
+    ) -> None:
+        """The CPU demo: synthetic arithmetic problems + SmolLM2-135M-Instruct through every stage."""
+        if not config.exists():
+            raise typer.BadParameter(f"{config} not found; pass --config path/to/demo.yaml (it lives in the "
+                                     "repository's configs/ directory)")
+        raise typer.Exit(run_pipeline(config, list(overrides or []), force))

@@ -1,0 +1,284 @@
+"""The ASTRO recipe as a stage graph (ASTRO §2-§4), built from a :class:`PipelineConfig`.
+
+data -> search -> clone-{direct,astro} -> sft-{..} -> filter-{..} -> rl-{..}
+     -> eval-{base, sft-.., rl-..} (+ eval of intermediate RL checkpoints) -> analysis -> report
+
+Each stage function is thin glue: it builds that stage's own config from the pipeline section, points it at
+its inputs' directories and calls the stage's public Python API. All of the real work, and its resume logic,
+lives in the stage packages.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+from ..config import ConfigError, build_config
+from ..io import read_json, write_json
+from .config import PipelineConfig
+from .runner import DONE, Stage, StageGraph
+
+log = logging.getLogger(__name__)
+
+
+def stage_stats(stage_dir: Path) -> dict[str, Any]:
+    """The accounting a finished stage wrote (``_done.json`` ``stats``)."""
+    return read_json(stage_dir / DONE).get("stats", {})
+
+
+def _load_spec(spec: Any, data_dir: str | None, limit: int | None):
+    from ..data import load_problems, synthesize
+
+    if isinstance(spec, dict) and "synth" in spec:
+        return synthesize(**(spec["synth"] or {}))[:limit] if limit else synthesize(**(spec["synth"] or {}))
+    if isinstance(spec, str):
+        return load_problems(spec, data_dir=data_dir, limit=limit)
+    raise ConfigError(f"data: {spec!r} is neither a problem source (path / benchmark name / hub id) "
+                      "nor {synth: {...}}")
+
+
+def _problems_path(stage_dir: Path, split: str) -> Path:
+    return stage_dir / f"{split}.jsonl"
+
+
+class _Builder:
+    """Creates the stage callables; one instance per pipeline run (holds the config only)."""
+
+    def __init__(self, cfg: PipelineConfig):
+        self.cfg = cfg
+
+    # -- helpers -----------------------------------------------------------------------------------------
+    def backend(self, model: str):
+        from ..backends import make_backend
+
+        return make_backend(self.cfg.backend, model, **self.cfg.backend_options)
+
+    def section_config(self, cls, name: str, **fixed: Any):
+        values = {**self.cfg.section(name), **fixed}
+        return build_config(cls, values, where=f"pipeline section {name!r}")
+
+    # -- stages ------------------------------------------------------------------------------------------
+    def data(self, out: Path, inputs: dict[str, Path]) -> dict[str, Any]:
+        from ..data import write_problems
+
+        d = self.cfg.data
+        train = _load_spec(d.train, d.data_dir, d.train_limit)
+        test = _load_spec(d.test, d.data_dir, d.eval_limit)
+        # The held-out set must be disjoint from training problems (by text), or the table measures recall.
+        seen = {p.problem.strip() for p in train}
+        overlap = [p for p in test if p.problem.strip() in seen]
+        test = [p for p in test if p.problem.strip() not in seen]
+        if not test:
+            raise ConfigError("data: every test problem also occurs in the training set; use another seed")
+        write_problems(_problems_path(out, "train"), train)
+        write_problems(_problems_path(out, "test"), test)
+        return {"train": len(train), "test": len(test), "test_dropped_overlap": len(overlap)}
+
+    def search(self, out: Path, inputs: dict[str, Path]) -> dict[str, Any]:
+        from ..checking import Checker
+        from ..data import load_problems
+        from ..search import SearchConfig, run_search
+
+        cfg = self.section_config(SearchConfig, "search")
+        problems = load_problems(str(_problems_path(inputs["data"], "train")))
+        policy = self.backend(self.cfg.model)
+        try:
+            with Checker() as checker:
+                summary = run_search(problems, policy, checker, cfg, out, reporter=_search_reporter())
+        finally:
+            policy.close()
+        totals = summary.get("totals", summary)
+        return {"tokens": totals.get("generated_tokens", 0), "prompt_tokens": totals.get("prompt_tokens", 0),
+                "trees": totals.get("trees", len(problems))}
+
+    def clone(self, mode: str):
+        def run(out: Path, inputs: dict[str, Path]) -> dict[str, Any]:
+            from ..checking import Checker
+            from ..clone import CloneConfig, run_clone
+
+            cfg = self.section_config(CloneConfig, "clone", mode=mode, seed=self.cfg.seed)
+            policy = self.backend(self.cfg.model) if cfg.uses_lm else None
+            try:
+                with Checker() as checker:
+                    stats = run_clone(inputs["search"] / "trees.jsonl", out, cfg, checker, policy, overwrite=True)
+            finally:
+                if policy is not None:
+                    policy.close()
+            return {"examples": stats.get("exported", stats.get("examples")), "clone": stats}
+        return run
+
+    def sft(self, mode: str):
+        def run(out: Path, inputs: dict[str, Path]) -> dict[str, Any]:
+            from ..train import SFTStageConfig, run_sft
+
+            cfg = self.section_config(SFTStageConfig, "sft", model=self.cfg.model,
+                                      data=str(inputs[f"clone-{mode}"] / "sft.jsonl"), out_dir=str(out / "model"),
+                                      seed=self.cfg.seed)
+            return {"checkpoint": run_sft(cfg)}
+        return run
+
+    def filter(self, mode: str):
+        def run(out: Path, inputs: dict[str, Path]) -> dict[str, Any]:
+            from ..io import read_jsonl, write_jsonl
+            from ..train import FilterConfig, filter_prompts
+
+            sec = self.cfg.section("rl_filter")
+            min_kept = int(sec.pop("min_kept", 1))
+            sec.update(prompts=str(inputs[f"clone-{mode}"] / "rl.jsonl"),
+                       model=stage_stats(inputs[f"sft-{mode}"])["checkpoint"], out=str(out / "rl.jsonl"),
+                       backend=self.cfg.backend, backend_options=self.cfg.backend_options, seed=self.cfg.seed)
+            cfg = build_config(FilterConfig, sec, where="pipeline section 'rl_filter'")
+            res = filter_prompts(cfg)
+            used = "filtered"
+            if res.kept < min_kept:
+                # A weak model can leave no prompt in the band (all groups would then have zero advantage);
+                # train on every prompt rather than not at all, and say so in the report.
+                log.warning("only %d prompts in the pass-rate band %s (< min_kept=%d); RL uses all %d prompts",
+                            res.kept, cfg.keep, min_kept, res.total)
+                write_jsonl(out / "rl.jsonl", read_jsonl(cfg.prompts))
+                used = "all (too few in band)"
+            return {"total": res.total, "kept": res.kept, "too_easy": res.too_easy, "too_hard": res.too_hard,
+                    "used": used}
+        return run
+
+    def rl(self, mode: str):
+        def run(out: Path, inputs: dict[str, Path]) -> dict[str, Any]:
+            from ..train import RLStageConfig, run_grpo
+
+            cfg = self.section_config(RLStageConfig, "rl", model=stage_stats(inputs[f"sft-{mode}"])["checkpoint"],
+                                      prompts=str(inputs[f"filter-{mode}"] / "rl.jsonl"),
+                                      out_dir=str(out / "model"), seed=self.cfg.seed)
+            return {"checkpoint": run_grpo(cfg)}
+        return run
+
+    def eval(self, model_of: str | None):
+        """Evaluate the base model (``model_of=None``) or the checkpoint of the named stage."""
+        def run(out: Path, inputs: dict[str, Path]) -> dict[str, Any]:
+            model = self.cfg.model if model_of is None else stage_stats(inputs[model_of])["checkpoint"]
+            return self._evaluate(model, out)
+        return run
+
+    def _eval_config(self):
+        from ..evaluate import EvalConfig
+
+        datasets = [str(_problems_path(self.cfg.run_dir_path / "data", "test"))] + list(self.cfg.data.eval)
+        return self.section_config(EvalConfig, "eval", datasets=datasets, data_dir=self.cfg.data.data_dir,
+                                   seed=self.cfg.seed)
+
+    def _evaluate(self, model: str, out: Path) -> dict[str, Any]:
+        from ..evaluate import run_eval
+
+        cfg = self._eval_config()
+        policy = self.backend(model)
+        try:
+            summary = run_eval(policy, cfg, out, model=model)
+        finally:
+            policy.close()
+        run = summary.get("run", {})
+        return {"tokens": run.get("generated_tokens", 0), "model": model}
+
+    def eval_checkpoints(self, mode: str):
+        """Evaluate each intermediate RL checkpoint: the points of the behaviour/accuracy correlation."""
+        def run(out: Path, inputs: dict[str, Path]) -> dict[str, Any]:
+            model_dir = Path(stage_stats(inputs[f"rl-{mode}"])["checkpoint"])
+            ckpts = sorted((p for p in model_dir.glob("checkpoint-*") if p.is_dir()),
+                           key=lambda p: int(re.sub(r"\D", "", p.name) or 0))
+            tokens = 0
+            for ck in ckpts:
+                tokens += self._evaluate(str(ck), out / ck.name).get("tokens", 0)
+            return {"tokens": tokens, "checkpoints": [c.name for c in ckpts]}
+        return run
+
+    def analysis(self, out: Path, inputs: dict[str, Path]) -> dict[str, Any]:
+        from ..evaluate.analyze import correlation_report, training_report
+
+        result: dict[str, Any] = {}
+        for mode in self.cfg.modes:
+            runs = [inputs[f"eval-sft-{mode}"]]
+            ck = inputs.get(f"eval-rl-{mode}-checkpoints")
+            if ck is not None:
+                runs += sorted((p for p in ck.iterdir() if (p / "summary.json").exists()),
+                               key=lambda p: int(re.sub(r"\D", "", p.name) or 0))
+            runs.append(inputs[f"eval-rl-{mode}"])
+            result[mode] = correlation_report(runs, out / f"correlation-{mode}")
+            metrics = Path(stage_stats(inputs[f"rl-{mode}"])["checkpoint"]) / "metrics.jsonl"
+            if metrics.exists():
+                training_report(metrics, out / f"training-{mode}")
+        write_json(out / "analysis.json", result)
+        return {"modes": list(result)}
+
+    def report(self, out: Path, inputs: dict[str, Path]) -> dict[str, Any]:
+        from ..viz.report import build_report
+        from .table import write_results
+
+        table = write_results(self.cfg, out)
+        page = build_report(self.cfg.run_dir_path, out / "report.html")
+        return {"report": str(page), "table": str(table)}
+
+
+def _search_reporter():
+    try:
+        from ..search.cli import RichReporter  # progress bar shared with `astro search`
+    except ImportError:
+        return None
+    return RichReporter()
+
+
+def validate_sections(cfg: PipelineConfig) -> None:
+    """Build every stage config once with placeholder paths, so a bad setting fails before any work."""
+    from ..clone import CloneConfig
+    from ..evaluate import EvalConfig
+    from ..search import SearchConfig
+    from ..train import FilterConfig, RLStageConfig, SFTStageConfig
+
+    placeholders = {
+        "search": (SearchConfig, {}),
+        "clone": (CloneConfig, {}),
+        "sft": (SFTStageConfig, {"model": cfg.model, "data": "sft.jsonl", "out_dir": "out"}),
+        "rl": (RLStageConfig, {"model": cfg.model, "prompts": "rl.jsonl", "out_dir": "out"}),
+        "rl_filter": (FilterConfig, {"model": cfg.model, "prompts": "rl.jsonl", "out": "out.jsonl"}),
+        "eval": (EvalConfig, {"datasets": ["test"]}),
+    }
+    for name, (cls, fixed) in placeholders.items():
+        values = {**cfg.section(name), **fixed}
+        values.pop("min_kept", None)
+        build_config(cls, values, where=f"pipeline section {name!r}")
+
+
+def build_graph(cfg: PipelineConfig) -> StageGraph:
+    """The ASTRO stage graph; each stage's settings are its config section plus the inputs' identity."""
+    b = _Builder(cfg)
+    validate_sections(cfg)
+    common = {"model": cfg.model, "backend": cfg.backend, "backend_options": cfg.backend_options, "seed": cfg.seed}
+    sec = cfg.section
+    stages = [
+        Stage("data", b.data, settings={"data": vars(cfg.data)}, title="problems (train / held-out test)"),
+        Stage("search", b.search, ("data",), {**common, **sec("search")}, "MCTS search (ASTRO §2.1)"),
+    ]
+    for mode in cfg.modes:
+        stages += [
+            Stage(f"clone-{mode}", b.clone(mode), ("search",), {"mode": mode, **common, **sec("clone")},
+                  f"procedure cloning, {mode} (ASTRO §2.2-2.3)"),
+            Stage(f"sft-{mode}", b.sft(mode), (f"clone-{mode}",), {**common, **sec("sft")},
+                  f"SFT, {mode} (ASTRO §3.3)"),
+            Stage(f"filter-{mode}", b.filter(mode), (f"clone-{mode}", f"sft-{mode}"), {**common, **sec("rl_filter")},
+                  f"difficulty filter, {mode} (ASTRO §3.4)"),
+            Stage(f"rl-{mode}", b.rl(mode), (f"sft-{mode}", f"filter-{mode}"), {**common, **sec("rl")},
+                  f"GRPO, {mode} (ASTRO §3.4)"),
+        ]
+    ev = {"eval": sec("eval"), "extra": cfg.data.eval, **common}
+    stages.append(Stage("eval-base", b.eval(None), ("data",), ev, "evaluate the base model"))
+    for mode in cfg.modes:
+        stages.append(Stage(f"eval-sft-{mode}", b.eval(f"sft-{mode}"), ("data", f"sft-{mode}"), ev,
+                            f"evaluate {mode}-SFT"))
+        stages.append(Stage(f"eval-rl-{mode}", b.eval(f"rl-{mode}"), ("data", f"rl-{mode}"), ev,
+                            f"evaluate {mode}-RL"))
+        if cfg.eval_rl_checkpoints:
+            stages.append(Stage(f"eval-rl-{mode}-checkpoints", b.eval_checkpoints(mode), ("data", f"rl-{mode}"),
+                                ev, f"evaluate intermediate {mode}-RL checkpoints"))
+    analysis_deps = tuple(s.name for s in stages if s.name.startswith(("eval-sft", "eval-rl", "rl-")))
+    stages.append(Stage("analysis", b.analysis, analysis_deps, {}, "behaviour vs accuracy correlation"))
+    stages.append(Stage("report", b.report, tuple(s.name for s in stages), {}, "final table and report"))
+    return StageGraph(cfg.run_dir_path, stages)

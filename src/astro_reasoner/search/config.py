@@ -1,0 +1,139 @@
+"""`SearchConfig`: every knob of stage 1 (MCTS over solution steps), with where each default comes from.
+
+Sources, in order of authority:
+- "ASTRO §2.1/§2.2": stated in the paper (Kim et al., arXiv 2507.00417).
+- "paper scale": the values a public re-implementation attributes to the paper (k=8, M=16, 32 iterations,
+  depth 50; shared/notes/peers.md §10/§11). We could not verify them against the paper text, so they are
+  quoted for users with GPUs, not used as defaults.
+- "our choice": set by us, with the reason. The defaults are sized for the CPU demo (SmolLM2-135M on a
+  2-core machine, 2-step word problems: a correct terminal in >= 60 % of trees within a few minutes);
+  `configs/` holds larger settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ..config import ConfigError
+from ..io import stable_hash
+
+# Settings that only change how the work is scheduled (batching), never what a tree is made of when the
+# policy is deterministic per prompt. Left out of the config hash that guards resume.
+EXECUTION_KEYS = ("batch_size", "max_active_trees")
+
+
+@dataclass
+class SearchConfig:
+    # --- budget -------------------------------------------------------------------------------------
+    # Selection->expansion->simulation->backprop cycles per tree. Paper scale: 32. Our choice: 6, which
+    # with early stopping finds a correct terminal for most 2-step problems on SmolLM2-135M.
+    iterations: int = 6
+    # Candidate next steps sampled per expansion (ASTRO §2.2 "sample k actions"). Paper scale: 8.
+    # Our choice: 4 (CPU budget); identical texts are merged, so a node can get fewer children.
+    k: int = 4
+    # Rollouts to a final answer from each new non-terminal child; the child's value is their mean reward
+    # (ASTRO §2.2). Paper scale: 16. Our choice: 4. 0 disables simulation (children are then valued only
+    # through terminals found below them, as in rStar-Math).
+    rollouts: int = 4
+    # PUCT exploration weight c in Q + c*P*sqrt(N(s))/(1+N(s,a)) (ASTRO §2.2 uses PUCT; no value we could
+    # verify). Our choice: 1.0, the value of the public re-implementation; Q and P are both O(1) here.
+    c_puct: float = 1.0
+    # Maximum number of steps on a path; a non-answer step at this depth is a wrong terminal (ASTRO §2.1:
+    # no answer = wrong). Paper scale: 50. Our choice: 12 (short problems; bounds prompt growth).
+    max_depth: int = 12
+    # Token limit for one step (an expansion stops at the step delimiter "\n\n" or here). Our choice: 96.
+    max_step_tokens: int = 96
+    # Token limit for one rollout (a whole remaining solution). Our choice: 256 (2-step solutions of the
+    # small model take 40-120 tokens; longer ones are almost always rambling).
+    max_rollout_tokens: int = 256
+    # Sampling temperature and nucleus for expansions and rollouts. Our choice: 0.8 / 0.95, diverse enough
+    # that k samples rarely coincide, while the small model still keeps the step format.
+    temperature: float = 0.8
+    top_p: float = 0.95
+    # --- rewards (ASTRO §2.2: the verifier gives +1 to a correct final answer and -1 otherwise) ------
+    reward_correct: float = 1.0
+    reward_wrong: float = -1.0
+    reward_unparseable: float = -1.0  # no extractable answer, cut-off rollout, depth limit
+    # --- early stop: a tree is finished once it holds >= C correct and >= W wrong terminals -----------
+    # Procedure cloning (ASTRO §2.3) needs one correct terminal and some wrong ones to backtrack from.
+    # Our choice: C=1, W=2 (a correct path plus two failures to reflect on); 0/0 disables early stop.
+    # Counted over all terminals, grafted rollouts included.
+    early_stop_correct: int = 1
+    early_stop_wrong: int = 2
+    # Graft finished rollouts into the tree as chains of steps (source="rollout"). Our choice: on. The
+    # rollouts are already paid for, and they multiply the correct/wrong terminals procedure cloning can
+    # use. Grafted nodes carry no visits and are never selected, so this does not change the search.
+    keep_rollouts: bool = True
+    # --- batching (engineering, not in the paper) ---------------------------------------------------
+    # Leaves selected per tree per wave; more than one uses virtual loss (each pending selection counts
+    # as a visit with reward_wrong) so they differ. Our choice: 1 (exact sequential MCTS semantics).
+    leaves_per_tree: int = 1
+    # Most sequences (prompts x samples) in one backend call; a call always holds at least one prompt.
+    # Our choice: 64, where CPU generate throughput of a 135M model stops growing.
+    batch_size: int = 64
+    # Trees advanced together; the batch of a wave is gathered across them. Our choice: 32.
+    max_active_trees: int = 32
+    # --- prompt ---------------------------------------------------------------------------------------
+    # Worked examples (prompts.FEW_SHOT) put before the problem. Our choice: 1; without it SmolLM2-135M
+    # rarely keeps the blank-line step format or boxes its answer.
+    few_shot: int = 1
+    # Run seed; every backend call's seed is stable_seed(seed, kind, wave, chunk).
+    seed: int = 0
+
+    def validate(self) -> None:
+        def need(ok: bool, msg: str) -> None:
+            if not ok:
+                raise ConfigError(f"SearchConfig: {msg}")
+
+        for name in ("iterations", "k", "max_depth", "max_step_tokens", "max_rollout_tokens",
+                     "leaves_per_tree", "batch_size", "max_active_trees"):
+            v = getattr(self, name)
+            need(isinstance(v, int) and v >= 1, f"{name}={v!r} must be an integer >= 1")
+        for name in ("rollouts", "early_stop_correct", "early_stop_wrong", "few_shot"):
+            v = getattr(self, name)
+            need(isinstance(v, int) and v >= 0, f"{name}={v!r} must be an integer >= 0")
+        need(self.c_puct >= 0, f"c_puct={self.c_puct} must be >= 0 (0 = pure exploitation of Q)")
+        need(self.temperature >= 0, f"temperature={self.temperature} must be >= 0")
+        need(self.temperature > 0 or self.k == 1,
+             f"temperature=0 (greedy) with k={self.k} samples the same step k times; "
+             "set temperature>0 (e.g. 0.8) or k=1")
+        need(0 < self.top_p <= 1, f"top_p={self.top_p} must be in (0, 1]")
+        need(self.reward_correct > max(self.reward_wrong, self.reward_unparseable),
+             f"reward_correct={self.reward_correct} must exceed reward_wrong={self.reward_wrong} and "
+             f"reward_unparseable={self.reward_unparseable}, or search would prefer wrong answers")
+        from ..prompts import FEW_SHOT
+
+        need(self.few_shot <= len(FEW_SHOT),
+             f"few_shot={self.few_shot} but only {len(FEW_SHOT)} worked example(s) exist in prompts.FEW_SHOT")
+        if self.leaves_per_tree > self.iterations:
+            raise ConfigError(f"SearchConfig: leaves_per_tree={self.leaves_per_tree} exceeds "
+                              f"iterations={self.iterations}; lower leaves_per_tree")
+
+    # --- derived values used by the search -----------------------------------------------------------
+    @property
+    def reward_range(self) -> tuple[float, float]:
+        return (min(self.reward_wrong, self.reward_unparseable), self.reward_correct)
+
+    @property
+    def unvisited_q(self) -> float:
+        """Q used for a child with no visits yet: the middle of the reward range (neutral; our choice)."""
+        lo, hi = self.reward_range
+        return (lo + hi) / 2
+
+    def reward(self, verdict: str) -> float:
+        if verdict == "correct":
+            return self.reward_correct
+        if verdict == "wrong":
+            return self.reward_wrong
+        return self.reward_unparseable
+
+    def search_settings(self) -> dict:
+        """The settings that define what a tree is (the execution-only keys left out)."""
+        d = dataclasses.asdict(self)
+        for k in EXECUTION_KEYS:
+            d.pop(k, None)
+        return d
+
+    def config_hash(self) -> str:
+        return stable_hash("search", self.search_settings())[:16]

@@ -1,0 +1,165 @@
+"""``--workers N``: search shards in N Ray actors, each owning its backend and checker.
+
+The head process (the one running ``astro search``) keeps the single writer role: workers stream finished
+trees back (Ray streaming generators), the head appends each to ``trees.jsonl`` as it arrives, so resume,
+the progress bar and the summary work exactly as in one process. Worker i searches the pending problems
+at positions i, i+N, ... and runs the same batched driver on them.
+
+Each worker builds its backend from a :class:`BackendSpec` (kind, model, options): with ``hf`` every worker
+loads its own copy of the model; with ``openai`` all workers send requests to the same server(s). Ray is
+started locally (``num_cpus = workers * cpus_per_worker``) unless ``address`` names a running cluster
+(``ray start --head`` / ``"auto"``); on a multi-node cluster the model path and this package must exist on
+every node.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..backends.base import BackendError
+from ..types import Problem, SearchTree
+from . import storage
+from .config import SearchConfig
+from .driver import Counters
+from .run import Reporter, pending_problems, write_summary
+
+# Environment passed to workers so they behave like the head (offline hubs, thread counts).
+_PASS_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "TOKENIZERS_PARALLELISM",
+             "ASTRO_CACHE")
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """How a worker builds its own policy: ``make_backend(kind, model, **options)``."""
+
+    kind: str
+    model: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def build(self):
+        from ..backends import make_backend
+
+        return make_backend(self.kind, self.model, **self.options)
+
+
+def _worker_class(ray):
+    @ray.remote
+    class SearchWorker:
+        def __init__(self, spec: BackendSpec, cfg: dict[str, Any], checker_workers: int):
+            from ..checking import Checker
+
+            self.policy = spec.build()
+            self.checker = Checker(workers=checker_workers)
+            self.cfg = SearchConfig(**cfg)
+
+        def run(self, problems: list[dict[str, Any]]):
+            from .driver import Driver
+
+            driver = Driver(self.policy, self.checker, self.cfg)
+            for tree in driver.run([Problem.from_json(p) for p in problems]):
+                yield {"tree": tree.to_json(), "counters": driver.counters.to_json()}
+
+        def close(self) -> None:
+            self.checker.close()
+            self.policy.close()
+
+    return SearchWorker
+
+
+def _init_ray(ray, workers: int, cpus_per_worker: int, address: str | None) -> bool:
+    """Connect to ``address`` or start a local Ray; returns True if we started it (and must stop it)."""
+    if ray.is_initialized():
+        return False
+    common = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+                  configure_logging=True)
+    if address:
+        ray.init(address=address, **common)
+        return False
+    ray.init(num_cpus=workers * cpus_per_worker, object_store_memory=256 * 1024 * 1024, **common)
+    return True
+
+
+def run_search_distributed(problems: Sequence[Problem], spec: BackendSpec, cfg: SearchConfig, out_dir, *,
+                           workers: int, address: str | None = None, cpus_per_worker: int = 1,
+                           checker_workers: int = 1, reporter: Reporter | None = None,
+                           meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Like :func:`run.run_search`, with the search spread over ``workers`` Ray actors."""
+    try:
+        import ray
+    except ImportError:
+        raise BackendError("--workers needs Ray: pip install 'ray>=2.40' (or drop --workers)") from None
+    if workers < 1:
+        raise BackendError(f"--workers {workers}: need at least 1 worker")
+    cfg.validate()
+    os.makedirs(out_dir, exist_ok=True)
+    storage.check_settings(out_dir, cfg.search_settings())
+    todo, done = pending_problems(problems, out_dir)
+    path = storage.trees_path(out_dir)
+    if reporter:
+        correct = sum(t.stats.get("terminals_correct", 0) > 0 for t in storage.load_trees(path)) \
+            if path.exists() else 0
+        reporter.start(len(todo) + len(done), len(done), correct)
+    t0 = time.perf_counter()
+    snapshots: dict[int, dict[str, Any]] = {}
+    if todo:
+        started = _init_ray(ray, workers, cpus_per_worker, address)
+        try:
+            _drive(ray, todo, spec, cfg, path, workers, cpus_per_worker, checker_workers, reporter, snapshots)
+        finally:
+            if started:
+                ray.shutdown()
+    totals = _sum_counters(snapshots)
+    meta = {"backend": spec.kind, "model": spec.model, "workers": workers, **(meta or {})}
+    return write_summary(out_dir, cfg, totals.to_json(), time.perf_counter() - t0, None, meta)
+
+
+def _sum_counters(snapshots: dict[int, dict[str, Any]]) -> Counters:
+    """Each worker reports its cumulative counters; the run's are their sum."""
+    total = Counters()
+    for snap in snapshots.values():
+        for k, v in snap.items():
+            setattr(total, k, getattr(total, k) + v)
+    return total
+
+
+def _drive(ray, todo, spec, cfg, path, workers, cpus_per_worker, checker_workers, reporter, snapshots) -> None:
+    env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
+    env["OMP_NUM_THREADS"] = str(cpus_per_worker)
+    cls = _worker_class(ray).options(num_cpus=cpus_per_worker, runtime_env={"env_vars": env})
+    n = min(workers, len(todo))
+    actors = [cls.remote(spec, dataclasses.asdict(cfg), checker_workers) for _ in range(n)]
+    gens = {}
+    for i, actor in enumerate(actors):
+        gen = actor.run.options(num_returns="streaming").remote([p.to_json() for p in todo[i::n]])
+        gens[gen] = i
+    pending = list(gens)
+    try:
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for gen in ready:
+                try:
+                    item = ray.get(next(gen))
+                except StopIteration:
+                    continue
+                except ray.exceptions.RayError as exc:
+                    cause = getattr(exc, "cause", None) or exc
+                    raise BackendError(f"search worker {gens[gen]} failed: {cause}") from None
+                pending.append(gen)
+                tree = SearchTree.from_json(item["tree"])
+                storage.append_tree(path, tree)
+                snapshots[gens[gen]] = item["counters"]
+                if reporter:
+                    reporter.tree(tree)
+                    reporter.wave(_sum_counters(snapshots))
+    finally:
+        for actor in actors:
+            try:
+                ray.get(actor.close.remote(), timeout=30)
+            except Exception:  # noqa: BLE001 - best effort: the actor may already be dead
+                pass

@@ -1,0 +1,80 @@
+"""`run_search`: the stage function (problems -> ``trees.jsonl`` + ``summary.json``), resumable.
+
+Used by ``astro search``, by the pipeline, and by each Ray worker's head-side writer.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from ..io import write_json
+from ..types import Problem, SearchTree
+from . import storage
+from .accounting import run_summary
+from .config import SearchConfig
+from .driver import Counters, Driver
+
+SUMMARY_FILE = "summary.json"
+
+
+class Reporter(Protocol):
+    """Receives progress events (the CLI's rich progress bar implements it)."""
+
+    def start(self, total: int, done: int, correct: int) -> None: ...
+    def tree(self, tree: SearchTree) -> None: ...
+    def wave(self, counters: Counters) -> None: ...
+
+
+def pending_problems(problems: Sequence[Problem], out_dir: str | os.PathLike,
+                     shard: tuple[int, int] | None = None) -> tuple[list[Problem], set[str]]:
+    """(problems of this shard still to search, ids already done in ``out_dir``)."""
+    storage.check_unique_ids(problems)
+    mine = storage.select_shard(problems, shard)
+    done = storage.completed_ids(out_dir)
+    return [p for p in mine if p.id not in done], {p.id for p in mine if p.id in done}
+
+
+def summary_path(out_dir: str | os.PathLike, shard: tuple[int, int] | None = None):
+    path = storage.trees_path(out_dir, shard)
+    return path.with_name(SUMMARY_FILE if shard is None else f"summary.shard-{shard[0]}-of-{shard[1]}.json")
+
+
+def write_summary(out_dir, cfg: SearchConfig, counters: dict[str, Any], wall: float,
+                  shard: tuple[int, int] | None = None, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    path = storage.trees_path(out_dir, shard)
+    trees = storage.load_trees(path) if path.exists() else []
+    summary = run_summary(trees, counters, wall, cfg, meta)
+    write_json(summary_path(out_dir, shard), summary)
+    return summary
+
+
+def run_search(problems: Sequence[Problem], policy, checker, cfg: SearchConfig, out_dir: str | os.PathLike, *,
+               shard: tuple[int, int] | None = None, reporter: Reporter | None = None,
+               meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Search every problem (of ``shard``) not yet in ``out_dir`` and append each finished tree to its
+    trees file; then write and return the run summary (``summary.json``).
+
+    ``policy`` is a backends.Policy, ``checker`` a checking.Checker (the caller opens and closes both).
+    Re-running with the same arguments resumes: finished problem ids are skipped, a torn last line from a
+    crash is dropped. Settings that change what a tree is must stay the same (else ConfigError).
+    """
+    cfg.validate()
+    os.makedirs(out_dir, exist_ok=True)
+    storage.check_settings(out_dir, cfg.search_settings())
+    todo, done = pending_problems(problems, out_dir, shard)
+    path = storage.trees_path(out_dir, shard)
+    if reporter:
+        correct = sum(t.stats.get("terminals_correct", 0) > 0 for t in storage.load_trees(path)) \
+            if path.exists() else 0
+        reporter.start(len(todo) + len(done), len(done), correct)
+    t0 = time.perf_counter()
+    driver = Driver(policy, checker, cfg, on_wave=reporter.wave if reporter else None)
+    for tree in driver.run(todo):
+        storage.append_tree(path, tree)
+        if reporter:
+            reporter.tree(tree)
+    meta = {"backend": getattr(policy, "name", type(policy).__name__), **(meta or {})}
+    return write_summary(out_dir, cfg, driver.counters.to_json(), time.perf_counter() - t0, shard, meta)

@@ -1,0 +1,114 @@
+"""Where finished trees live: ``trees.jsonl`` (one ``SearchTree.to_json()`` per line) in an output dir.
+
+Each finished tree is appended and fsynced as one line, so a crash loses at most the trees still in flight;
+a torn last line is dropped on the next start, and problem ids already in the file are skipped (resume).
+``--shard i/n`` writes ``trees.shard-i-of-n.jsonl`` in the same directory, so shards of one run can share
+a directory without two processes appending to one file; ``load_trees(dir)`` reads them all.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..config import ConfigError
+from ..io import DataError, append_jsonl, done_ids, read_json, read_jsonl, write_json
+from ..types import Problem, SearchTree
+
+TREES_FILE = "trees.jsonl"
+SETTINGS_FILE = "search_config.json"
+
+
+def parse_shard(spec: str | None) -> tuple[int, int] | None:
+    """``"i/n"`` (0 <= i < n) -> (i, n); None stays None."""
+    if spec is None or spec == "":
+        return None
+    try:
+        i_s, n_s = spec.split("/")
+        i, n = int(i_s), int(n_s)
+    except ValueError:
+        raise ConfigError(f"--shard {spec!r}: expected i/n with integers, e.g. 0/4 for the first of 4") from None
+    if n < 1 or not 0 <= i < n:
+        raise ConfigError(f"--shard {spec!r}: need 0 <= i < n (shards are numbered from 0)")
+    return i, n
+
+
+def select_shard(problems: Sequence[Problem], shard: tuple[int, int] | None) -> list[Problem]:
+    """Shard i of n takes the problems at positions i, i+n, i+2n, ... of the input order."""
+    if shard is None:
+        return list(problems)
+    i, n = shard
+    return list(problems[i::n])
+
+
+def trees_path(out_dir: str | os.PathLike, shard: tuple[int, int] | None = None) -> Path:
+    name = TREES_FILE if shard is None else f"trees.shard-{shard[0]}-of-{shard[1]}.jsonl"
+    return Path(out_dir) / name
+
+
+def check_unique_ids(problems: Sequence[Problem]) -> None:
+    seen: set[str] = set()
+    for p in problems:
+        if p.id in seen:
+            raise DataError(f"problem id {p.id!r} appears twice in the problem set; ids must be unique "
+                            "(trees are keyed by problem id for resume)")
+        seen.add(p.id)
+
+
+def completed_ids(out_dir: str | os.PathLike) -> set[str]:
+    """Problem ids with a finished tree in any trees file of ``out_dir`` (torn tails dropped first)."""
+    ids: set[str] = set()
+    for path in tree_files(out_dir):
+        ids |= done_ids(path)
+    return ids
+
+
+def append_tree(path: Path, tree: SearchTree) -> None:
+    append_jsonl(path, [tree.to_json()])
+
+
+def tree_files(path: str | os.PathLike) -> list[Path]:
+    path = Path(path)
+    if path.is_dir():
+        return sorted(path.glob("trees*.jsonl"))
+    return [path] if path.exists() else []
+
+
+def load_trees(path: str | os.PathLike) -> list[SearchTree]:
+    """Trees from a ``trees.jsonl`` file, or from every ``trees*.jsonl`` in a directory (shards).
+
+    A torn last line (a run still writing, or killed) is skipped; a problem id found twice is an error.
+    """
+    files = tree_files(path)
+    if not files:
+        raise DataError(f"{path}: no trees.jsonl found; run `astro search ... --out {path}` first")
+    trees: list[SearchTree] = []
+    where: dict[str, str] = {}
+    for f in files:
+        for lineno, rec in enumerate(read_jsonl(f, tolerate_torn_tail=True), start=1):
+            try:
+                tree = SearchTree.from_json(rec)
+            except (KeyError, TypeError) as exc:
+                raise DataError(f"{f}:{lineno}: not a search tree record ({exc}); was this file written "
+                                "by `astro search`?") from None
+            if tree.problem_id in where:
+                raise DataError(f"{f}:{lineno}: problem id {tree.problem_id!r} already read from "
+                                f"{where[tree.problem_id]}; two runs wrote the same problem, keep one line")
+            where[tree.problem_id] = f"{f}:{lineno}"
+            trees.append(tree)
+    return trees
+
+
+def check_settings(out_dir: str | os.PathLike, settings: dict) -> None:
+    """Refuse to resume into a directory whose trees were built with different search settings."""
+    path = Path(out_dir) / SETTINGS_FILE
+    if not path.exists():
+        write_json(path, settings)
+        return
+    old = read_json(path)
+    diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+    if diff:
+        changes = ", ".join(f"{k}: {old.get(k)!r} -> {settings.get(k)!r}" for k in diff)
+        raise ConfigError(f"{out_dir} holds trees searched with other settings ({changes}); resume needs the "
+                          f"same settings: use a new --out directory, or restore them")

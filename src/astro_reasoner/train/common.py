@@ -1,0 +1,269 @@
+"""What SFT and GRPO share: device/precision choice, TRL config building, model resolution, resume, saving.
+
+Device rules (shared/notes/ecosystem.md §1.5, §7): TRL configs default to ``bf16=True``, which fails on a
+CPU-only machine unless ``use_cpu=True``; we pick ``use_cpu=True`` + fp32 on CPU and bf16 on a GPU that
+supports it, and refuse GPU-only requests on CPU with a message saying what to change. ``gradient_checkpointing``
+is passed under its transformers-5 name ``activation_checkpointing`` (the old name only warns).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import ConfigError
+from ..io import read_json, stable_hash, write_json
+from .config import TrainCommon
+
+log = logging.getLogger(__name__)
+
+SUMMARY_FILE = "train_summary.json"
+RUN_CONFIG_FILE = "run_config.json"  # written when a run starts: which config owns out_dir
+# Fields that do not change what is trained (so changing them does not invalidate a finished run).
+_NOT_HASHED = ("resume", "overwrite", "report_to", "threads", "logging_steps", "save_steps", "save_total_limit")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: str  # "cpu" | "cuda"
+    use_cpu: bool
+    bf16: bool
+    fp16: bool
+    dtype: str  # model weights when loaded: "float32" | "bfloat16"
+    activation_checkpointing: bool
+
+
+def set_threads(threads: int) -> int:
+    """Set torch's intra-op threads (0 = keep OMP_NUM_THREADS / torch's default). Returns the count in use.
+
+    Why it matters: on a 2-core machine shared with other work, 2 OpenMP threads made a tiny-model GRPO run
+    ~25x slower than 1 thread (ecosystem.md §1.5 pitfall 2); tests therefore run with OMP_NUM_THREADS=1.
+    """
+    import torch
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def resolve_runtime(cfg: TrainCommon, *, use_vllm: bool = False) -> Runtime:
+    """Pick device and precision for ``cfg``; raise ConfigError for GPU-only options on a machine without one."""
+    import torch
+
+    has_cuda = torch.cuda.is_available()
+    device = cfg.device if cfg.device != "auto" else ("cuda" if has_cuda else "cpu")
+    if device == "cuda" and not has_cuda:
+        raise ConfigError("device=cuda but no CUDA GPU is visible (torch.cuda.is_available() is False); "
+                          "use device=auto or device=cpu")
+    gpu_only = {k for k in ("bf16", "fp16", "tf32") if cfg.trl_args.get(k)}
+    if device == "cpu":
+        if cfg.precision in ("bf16", "fp16"):
+            raise ConfigError(f"precision={cfg.precision} needs a CUDA GPU; this run is on CPU, where training "
+                              "uses fp32: set precision=auto (or fp32), or run on a GPU")
+        if gpu_only:
+            raise ConfigError(f"trl_args sets {', '.join(sorted(gpu_only))}, which needs a CUDA GPU; this run is on "
+                              "CPU: remove it (precision=auto picks fp32 on CPU)")
+        if use_vllm:
+            raise ConfigError("use_vllm=true needs a CUDA GPU (vLLM generation, server or colocate); this run is "
+                              "on CPU: set use_vllm=false (generation then uses transformers)")
+        return Runtime("cpu", use_cpu=True, bf16=False, fp16=False, dtype="float32",
+                       activation_checkpointing=bool(cfg.gradient_checkpointing))
+    precision = cfg.precision
+    if precision == "auto":
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if precision == "bf16" and not torch.cuda.is_bf16_supported():
+        raise ConfigError("precision=bf16 but this GPU does not support bfloat16; use precision=fp16 or fp32")
+    ckpt = True if cfg.gradient_checkpointing is None else cfg.gradient_checkpointing
+    # fp16 keeps fp32 master weights (the grad scaler cannot unscale fp16 grads); bf16 loads bf16 weights.
+    return Runtime("cuda", use_cpu=False, bf16=precision == "bf16", fp16=precision == "fp16",
+                   dtype="bfloat16" if precision == "bf16" else "float32", activation_checkpointing=ckpt)
+
+
+def resolve_report_to(value: str) -> list[str]:
+    """``auto`` -> ["tensorboard"] when tensorboard is importable, else []; ``none`` -> []; else a list."""
+    value = (value or "none").strip()
+    if value == "auto":
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            return []
+        return ["tensorboard"]
+    if value == "none":
+        return []
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def resolve_model_path(name: str) -> str:
+    """A local HF checkpoint dir (or hub id) for ``name``: aliases such as ``smollm2-135m`` (a GGUF) become a
+    plain, trainable HF checkpoint via ``astro_reasoner.models.resolve_model`` (ecosystem.md §5: a GGUF-loaded
+    model can be neither trained nor saved)."""
+    from ..models import resolve_model
+
+    return str(resolve_model(name))
+
+
+def common_trl_kwargs(cfg: TrainCommon, rt: Runtime) -> dict[str, Any]:
+    """TRL/transformers TrainingArguments from our shared fields."""
+    return dict(
+        output_dir=cfg.out_dir, use_cpu=rt.use_cpu, bf16=rt.bf16, fp16=rt.fp16,
+        activation_checkpointing=rt.activation_checkpointing,
+        learning_rate=cfg.learning_rate, num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps, lr_scheduler_type=cfg.lr_scheduler_type,
+        warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
+        seed=cfg.seed, logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit, report_to=resolve_report_to(cfg.report_to),
+        model_init_kwargs={"dtype": rt.dtype},
+    )
+
+
+def build_trl_config(cls: type, ours: dict[str, Any], trl_args: dict[str, Any]):
+    """Instantiate the TRL config ``cls`` from our mapped options plus the pass-through ``trl_args``.
+
+    A ``trl_args`` key must be a field of ``cls`` and must not shadow one of our own options (say it once).
+    TRL's own ValueErrors (bad combinations) become ConfigErrors.
+    """
+    names = {f.name for f in dataclasses.fields(cls)}
+    trl_args = dict(trl_args)
+    if isinstance(trl_args.get("model_init_kwargs"), dict):  # e.g. attn_implementation: merged with ours
+        trl_args["model_init_kwargs"] = {**ours.get("model_init_kwargs", {}), **trl_args["model_init_kwargs"]}
+        ours = {k: v for k, v in ours.items() if k != "model_init_kwargs"}
+    for key in trl_args:
+        if key not in names:
+            close = difflib.get_close_matches(key, sorted(names), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ConfigError(f"trl_args: {key!r} is not an option of {cls.__name__}{hint}")
+        if key in ours:
+            raise ConfigError(f"trl_args: {key!r} is set from our own config; set it there (e.g. {key}=...) "
+                              "instead of in trl_args")
+    try:
+        return cls(**{**ours, **trl_args})
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{cls.__name__}: {exc}") from None
+
+
+def lora_config(cfg: TrainCommon):
+    """A peft LoraConfig for ``cfg.lora`` (None for full fine-tuning)."""
+    if not cfg.lora:
+        return None
+    from peft import LoraConfig
+
+    targets: Any = cfg.lora_target_modules
+    if targets != "all-linear":
+        targets = [t.strip() for t in targets.split(",") if t.strip()]
+    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=targets, task_type="CAUSAL_LM")
+
+
+def config_hash(cfg: TrainCommon, *, with_length: bool = True) -> str:
+    """Hash of what ``cfg`` trains; ``with_length=False`` leaves out how long (max_steps, epochs), so a
+    finished run can be extended by re-running with more steps (it resumes from its last checkpoint)."""
+    d = dataclasses.asdict(cfg)
+    for key in _NOT_HASHED + (() if with_length else ("max_steps", "num_train_epochs")):
+        d.pop(key, None)
+    return stable_hash(d)[:16]
+
+
+def is_main_rank() -> bool:
+    """Rank 0 of a launched job (torchrun/accelerate set RANK), before any TRL state exists."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def start_run(cfg: TrainCommon) -> tuple[bool, str | None]:
+    """Claim ``out_dir`` for ``cfg``: returns (already finished, checkpoint to resume from or None).
+
+    - A finished run of this same config (``train_summary.json``) -> (True, None): the stage is skipped.
+    - ``out_dir`` used by a run of a *different* config -> ConfigError unless ``overwrite=true``: silently
+      mixing two runs would make the checkpoint lie about how it was trained. Only the length (max_steps,
+      epochs) may change: that extends the run from its latest checkpoint.
+    - ``overwrite=true`` always starts over. Otherwise ``resume=auto`` resumes from the latest
+      ``checkpoint-N``; ``never`` starts over; a path resumes from that checkpoint.
+    """
+    out = Path(cfg.out_dir)
+    full, key = config_hash(cfg), config_hash(cfg, with_length=False)
+    summary_path, claim_path = out / SUMMARY_FILE, out / RUN_CONFIG_FILE
+    summary = read_json(summary_path) if summary_path.exists() else {}
+    claimed = read_json(claim_path).get("run_hash") if claim_path.exists() else summary.get("run_hash")
+    if not cfg.overwrite:
+        if summary.get("config_hash") == full:
+            return True, None
+        if claimed not in (None, key):
+            raise ConfigError(f"{out} holds a run with a different config (see {claim_path}); use another "
+                              "--out, or overwrite=true to start over there")
+    if is_main_rank():
+        summary_path.unlink(missing_ok=True)
+        write_json(claim_path, {"run_hash": key, "config": dataclasses.asdict(cfg)})
+    if cfg.overwrite:
+        return False, None
+    return False, resume_checkpoint(cfg)
+
+
+def resume_checkpoint(cfg: TrainCommon) -> str | None:
+    """The checkpoint to resume from: ``resume=auto`` -> latest ``checkpoint-N`` in out_dir (if any)."""
+    if cfg.resume == "never":
+        return None
+    if cfg.resume != "auto":
+        if not Path(cfg.resume).is_dir():
+            raise ConfigError(f"resume={cfg.resume!r}: not a checkpoint directory; use auto, never, or a path "
+                              "to a checkpoint-N directory")
+        return cfg.resume
+    if not Path(cfg.out_dir).is_dir():
+        return None
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(cfg.out_dir)
+
+
+def save_final(trainer, cfg: TrainCommon, base_model: str) -> None:
+    """Save the trained model + tokenizer (+ chat template) to ``cfg.out_dir`` as an HF checkpoint.
+
+    Full fine-tuning: ``trainer.save_model`` (collective under DeepSpeed/FSDP; writes on the main process).
+    LoRA with ``merge_lora``: the adapter goes to ``out_dir/adapter``; then the main process reloads the base
+    weights, merges the adapter into them and saves a plain checkpoint in ``out_dir`` (so the hf backend and
+    vLLM load it without peft). Without ``merge_lora`` ``out_dir`` holds the adapter only.
+    """
+    out = Path(cfg.out_dir)
+    if not (cfg.lora and cfg.merge_lora):
+        trainer.save_model(str(out))
+        return
+    adapter_dir = out / "adapter"
+    trainer.save_model(str(adapter_dir))
+    if trainer.is_world_process_zero():
+        import torch
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM
+
+        dtype = getattr(torch, trainer.args.model_init_kwargs.get("dtype", "float32"))
+        base = AutoModelForCausalLM.from_pretrained(base_model, dtype=dtype)
+        merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+        merged.save_pretrained(str(out))
+        trainer.processing_class.save_pretrained(str(out))
+    trainer.accelerator.wait_for_everyone()
+
+
+def write_summary(trainer, cfg: TrainCommon, extra: dict[str, Any], started: float) -> None:
+    """``out_dir/train_summary.json`` (main process only): config, its hash, losses, timings, counts."""
+    if not trainer.is_world_process_zero():
+        return
+    history = trainer.state.log_history
+    write_json(Path(cfg.out_dir) / SUMMARY_FILE, {
+        "config": dataclasses.asdict(cfg), "config_hash": config_hash(cfg),
+        "run_hash": config_hash(cfg, with_length=False),
+        "global_step": trainer.state.global_step, "wall_seconds": round(time.time() - started, 2),
+        "world_size": trainer.args.world_size,
+        "loss_history": [{"step": h["step"], "loss": h["loss"]} for h in history if "loss" in h],
+        "final_metrics": next((h for h in reversed(history) if "train_runtime" in h), {}),
+        **extra,
+    })
+
+
+def prepare_environment(cfg: TrainCommon) -> None:
+    """Process-level settings that must precede heavy imports' first use."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    set_threads(cfg.threads)

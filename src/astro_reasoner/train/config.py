@@ -1,0 +1,222 @@
+"""Configs of the training stages (ASTRO §3.3 SFT, §3.4 RL): ours, small, validated early; mapped onto TRL.
+
+``SFTStageConfig`` maps onto ``trl.SFTConfig`` and ``RLStageConfig`` onto ``trl.GRPOConfig`` (see
+``common.trl_kwargs``). Any other TRL/transformers option goes in ``trl_args`` (a dict, e.g.
+``trl_args={"lr_scheduler_type": "constant", "vllm_model_impl": "vllm"}``); its keys are checked against the
+TRL config at run time. ``FilterConfig`` is the difficulty filter (``astro rl filter``).
+
+Where a default comes from the paper it says "ASTRO"; the paper gives few optimiser details, so most
+numbers are "our choice" (with the reason) or TRL's default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import ConfigError
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")
+LOSS_TYPES = ("dapo", "bnpo", "grpo", "dr_grpo", "cispo", "sapo", "luspo", "vespo")
+SCALE_REWARDS = ("group", "batch", "none")
+VLLM_MODES = ("server", "colocate")
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+@dataclass
+class TrainCommon:
+    """Options shared by SFT and RL. Runtime options (device, precision, threads) are resolved in common.py."""
+
+    model: str = ""  # HF dir, hub id, or alias (``smollm2-135m``) resolved by astro_reasoner.models
+    out_dir: str = ""
+    # -- device / precision (common.resolve_runtime picks: CPU -> fp32 + use_cpu; GPU -> bf16 if supported)
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (bf16/fp16 need a CUDA GPU)
+    threads: int = 0  # torch intra-op threads on CPU; 0 = OMP_NUM_THREADS or torch's default (one per core)
+    gradient_checkpointing: bool | None = None  # None = on for GPU (memory), off on CPU (speed); our choice
+    # -- optimisation
+    learning_rate: float = 1e-5
+    num_train_epochs: float = 1.0
+    max_steps: int = -1  # > 0 overrides epochs
+    per_device_train_batch_size: int = 4
+    gradient_accumulation_steps: int = 1
+    lr_scheduler_type: str = "cosine"  # our choice (open-r1 recipes); TRL default is linear
+    warmup_steps: float = 0.0  # < 1 is a fraction of the run (transformers 5)
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    # -- LoRA (peft); full fine-tuning when false
+    lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: str = "all-linear"  # comma list or "all-linear" (peft)
+    merge_lora: bool = True  # save a merged full checkpoint (loadable by hf/vLLM); else the adapter only
+    # -- bookkeeping
+    logging_steps: int = 10
+    save_steps: int = 200
+    save_total_limit: int | None = 2
+    resume: str = "auto"  # auto (latest checkpoint in out_dir, if any) | never | path to a checkpoint dir
+    report_to: str = "auto"  # auto (tensorboard when installed) | none | comma list (tensorboard,wandb,...)
+    overwrite: bool = False  # retrain even if out_dir holds a finished run with another config
+    trl_args: dict[str, Any] = field(default_factory=dict)  # passed through to the TRL config
+
+    def _validate_common(self) -> None:
+        _check(self.device in DEVICES, f"device={self.device!r}: use one of {', '.join(DEVICES)}")
+        _check(self.precision in PRECISIONS,
+               f"precision={self.precision!r}: use one of {', '.join(PRECISIONS)} (auto: fp32 on CPU, bf16 on GPU)")
+        _check(self.threads >= 0, f"threads={self.threads}: use 0 (default) or a positive thread count")
+        _check(self.learning_rate > 0, f"learning_rate={self.learning_rate}: must be > 0")
+        _check(self.num_train_epochs > 0 or self.max_steps > 0,
+               "num_train_epochs must be > 0 (or set max_steps > 0)")
+        _check(self.max_steps == -1 or self.max_steps > 0, f"max_steps={self.max_steps}: use -1 (epochs) or > 0")
+        _check(self.per_device_train_batch_size >= 1, "per_device_train_batch_size must be >= 1")
+        _check(self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps must be >= 1")
+        _check(self.warmup_steps >= 0, "warmup_steps must be >= 0 (a count, or a fraction < 1)")
+        _check(self.lora_r >= 1 and self.lora_alpha >= 1, "lora_r and lora_alpha must be >= 1")
+        _check(0 <= self.lora_dropout < 1, "lora_dropout must be in [0, 1)")
+        _check(self.logging_steps >= 1 and self.save_steps >= 1, "logging_steps and save_steps must be >= 1")
+        _check(self.save_total_limit is None or self.save_total_limit >= 1,
+               "save_total_limit must be >= 1 (or null to keep every checkpoint)")
+        _check(isinstance(self.trl_args, dict), "trl_args must be a mapping of TRL option -> value")
+        _check(bool(self.model), "model is not set: pass --model (an HF dir, hub id, or smollm2-135m)")
+        _check(bool(self.out_dir), "out_dir is not set: pass --out DIR")
+
+
+@dataclass
+class SFTStageConfig(TrainCommon):
+    """ASTRO §3.3: supervised fine-tuning on the search-derived long CoTs (loss on the CoT only)."""
+
+    data: str = ""  # sft.jsonl: {"problem_id", "prompt": [messages], "completion": [assistant message]}
+    # Long CoTs must fit: TRL's default 1024 cuts the *end* (where the answer is). 16384 is our choice
+    # (shared/notes/ecosystem.md §2.3: 8192-16384); examples longer than this are counted and reported.
+    max_length: int | None = 16384
+    drop_long: bool = False  # drop examples longer than max_length instead of truncating them
+    packing: bool = False
+    learning_rate: float = 1e-5  # our choice (common for full SFT of 1B-70B Llama models)
+    num_train_epochs: float = 2.0  # our choice
+    logging_steps: int = 10
+
+    def validate(self) -> None:
+        self._validate_common()
+        _check(bool(self.data), "data is not set: pass --data sft.jsonl (written by `astro clone`)")
+        _check(self.max_length is None or self.max_length >= 16,
+               f"max_length={self.max_length}: too small for a chat example; use >= 16 (or null for no limit)")
+        _check(not (self.packing and self.max_length is None),
+               "packing=true needs a max_length (the packed sequence length); set max_length")
+
+
+@dataclass
+class RLStageConfig(TrainCommon):
+    """ASTRO §3.4: GRPO with a verifiable +1/-1 reward and no KL term, on top of the SFT checkpoint."""
+
+    prompts: str = ""  # rl.jsonl: {"problem_id", "prompt": [messages], "answer": gold}
+    # ASTRO §3.4: the policy-gradient loss has no KL penalty -> beta=0 (also: TRL then loads no reference model).
+    beta: float = 0.0
+    # ASTRO §3.4: loss normalised at the token level (DAPO-style), not per sequence. "dapo" normalises by the
+    # tokens of the global accumulated batch, "bnpo" by those of the local batch (TRL 1.16 semantics).
+    loss_type: str = "dapo"
+    # Group size: a reviewer of the paper reports 4 samples per prompt (the paper itself does not state it).
+    num_generations: int = 4
+    epsilon: float = 0.2  # PPO/GRPO clip (TRL and DeepSeekMath default)
+    epsilon_high: float | None = None  # None = symmetric clip; DAPO's clip-higher uses 0.28
+    temperature: float = 1.0  # sample at T=1 during RL (GRPO convention, TRL default); our choice
+    top_p: float = 1.0
+    # Long CoTs need room; 4096 is our choice for a small-GPU default. Truncated completions have no \boxed{}
+    # and get the unparseable reward.
+    max_completion_length: int = 4096
+    scale_rewards: str = "group"  # GRPO's (r - mean) / std per group
+    mask_truncated_completions: bool = False
+    num_iterations: int = 1  # mu: on-policy, one gradient pass per generation batch
+    steps_per_generation: int | None = None  # TRL: defaults to gradient_accumulation_steps
+    learning_rate: float = 1e-6  # TRL GRPO default; our choice for full-parameter RL
+    lr_scheduler_type: str = "constant"  # our choice: RL runs are usually stopped by step count
+    logging_steps: int = 1  # behaviour metrics every optimizer step (cheap; the correlation analysis uses them)
+    save_steps: int = 50
+    # Reward (ASTRO §3.4: +1 correct, -1 otherwise). Unparseable = no final answer could be extracted.
+    reward_correct: float = 1.0
+    reward_wrong: float = -1.0
+    reward_unparseable: float = -1.0
+    checker_workers: int | None = None  # None = the checker's default pool size
+    checker_deadline: float = 10.0  # seconds per check, enforced by killing the worker process
+    behaviour_logging: bool = True  # reflections/backtracks per completion -> metrics.jsonl + tensorboard
+    save_completions: bool = True  # every completion with reward and behaviour counts -> completions.jsonl
+    # vLLM generation (GPU only): server mode talks to `trl vllm-serve`/`vllm serve`; colocate shares the GPU.
+    use_vllm: bool = False
+    vllm_mode: str = "server"
+    vllm_server_base_url: str | None = None  # e.g. http://host:8000; default host/port from TRL (0.0.0.0:8000)
+    vllm_gpu_memory_utilization: float = 0.3
+    vllm_tensor_parallel_size: int = 1
+
+    def validate(self) -> None:
+        self._validate_common()
+        _check(bool(self.prompts), "prompts is not set: pass --prompts rl.jsonl (written by `astro clone`)")
+        _check(self.beta >= 0, f"beta={self.beta}: must be >= 0 (ASTRO uses 0, no KL)")
+        _check(self.loss_type in LOSS_TYPES, f"loss_type={self.loss_type!r}: use one of {', '.join(LOSS_TYPES)}")
+        _check(self.num_generations >= 2,
+               f"num_generations={self.num_generations}: GRPO needs >= 2 samples per prompt to compare them")
+        _check(self.epsilon > 0, "epsilon must be > 0")
+        _check(self.epsilon_high is None or self.epsilon_high >= self.epsilon,
+               f"epsilon_high={self.epsilon_high} must be >= epsilon={self.epsilon} (or null)")
+        _check(self.temperature > 0, "temperature must be > 0 (GRPO needs diverse samples)")
+        _check(0 < self.top_p <= 1, "top_p must be in (0, 1]")
+        _check(self.max_completion_length >= 1, "max_completion_length must be >= 1")
+        _check(self.scale_rewards in SCALE_REWARDS,
+               f"scale_rewards={self.scale_rewards!r}: use one of {', '.join(SCALE_REWARDS)}")
+        _check(self.num_iterations >= 1, "num_iterations must be >= 1")
+        _check(self.steps_per_generation is None or self.steps_per_generation >= 1,
+               "steps_per_generation must be >= 1 (or null)")
+        _check(self.checker_deadline > 0, "checker_deadline must be > 0 seconds")
+        _check(self.checker_workers is None or self.checker_workers >= 1, "checker_workers must be >= 1 (or null)")
+        _check(self.vllm_mode in VLLM_MODES, f"vllm_mode={self.vllm_mode!r}: use server or colocate")
+        _check(0 < self.vllm_gpu_memory_utilization <= 1, "vllm_gpu_memory_utilization must be in (0, 1]")
+        _check(self.vllm_tensor_parallel_size >= 1, "vllm_tensor_parallel_size must be >= 1")
+
+
+def parse_band(text: str) -> tuple[float, float]:
+    """``"0.1-0.9"`` -> (0.1, 0.9); both ends inclusive, 0 <= lo <= hi <= 1."""
+    lo_s, sep, hi_s = str(text).partition("-")
+    try:
+        lo, hi = float(lo_s), float(hi_s)
+    except ValueError:
+        raise ConfigError(f"keep={text!r}: expected a pass-rate band LO-HI such as 0.1-0.9") from None
+    _check(bool(sep) and 0 <= lo <= hi <= 1, f"keep={text!r}: need 0 <= LO <= HI <= 1, e.g. 0.1-0.9")
+    return lo, hi
+
+
+@dataclass
+class FilterConfig:
+    """Difficulty filter (ASTRO §3.4 trains RL on "moderately difficult" prompts): keep a pass-rate band."""
+
+    prompts: str = ""
+    model: str = ""
+    out: str = ""  # kept prompts (rl.jsonl format + pass_rate); pass rates of all prompts go beside it
+    n: int = 8
+    keep: str = "0.1-0.9"  # inclusive pass-rate band
+    backend: str = "hf"  # hf | openai (astro_reasoner.backends.make_backend)
+    backend_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"base_url": "http://..:8000/v1"}
+    max_tokens: int = 2048
+    temperature: float = 1.0  # the RL sampling temperature, so pass rates match what GRPO will see
+    top_p: float = 1.0
+    batch_size: int = 8  # prompts per backend call
+    seed: int = 0
+    limit: int | None = None  # only the first N prompts
+    checker_workers: int | None = None
+    checker_deadline: float = 10.0
+
+    def validate(self) -> None:
+        _check(bool(self.prompts), "prompts is not set: pass --prompts rl.jsonl")
+        _check(bool(self.model), "model is not set: pass --model CKPT")
+        _check(bool(self.out), "out is not set: pass --out kept.jsonl")
+        _check(self.n >= 1, "n must be >= 1 (samples per prompt)")
+        parse_band(self.keep)
+        _check(self.max_tokens >= 1, "max_tokens must be >= 1")
+        _check(self.temperature >= 0, "temperature must be >= 0")
+        _check(self.batch_size >= 1, "batch_size must be >= 1")
+        _check(self.limit is None or self.limit >= 1, "limit must be >= 1 (or null)")
+        _check(self.checker_deadline > 0, "checker_deadline must be > 0 seconds")

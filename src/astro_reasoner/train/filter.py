@@ -1,0 +1,110 @@
+"""Difficulty filter for RL prompts (``astro rl filter``).
+
+ASTRO §3.4 runs RL on prompts of moderate difficulty for the SFT model: a prompt the model always solves or
+never solves gives every sample in its GRPO group the same reward, hence zero advantage and no learning
+signal (TRL logs these as ``frac_reward_zero_std``; it has no dynamic sampling to drop them). We sample
+``n`` solutions per prompt with the policy to be trained, check them, and keep prompts whose pass rate lies
+in an inclusive band (default 0.1-0.9).
+
+Outputs: ``--out`` holds the kept prompts (rl.jsonl rows plus ``pass_rate``); ``<out>.pass_rates.jsonl``
+holds every prompt's counts, appended as batches finish, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..io import append_jsonl, done_ids, read_jsonl, stable_seed, write_jsonl
+from ..types import GenParams, Verdict
+from .config import FilterConfig, parse_band
+from .grpo import load_rl_rows
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FilterResult:
+    total: int
+    kept: int
+    too_easy: int  # pass rate above the band
+    too_hard: int  # pass rate below the band
+    out: str
+    pass_rates: str
+
+
+def pass_rates_path(out: str | Path) -> Path:
+    out = Path(out)
+    return out.with_name(out.stem + ".pass_rates.jsonl")
+
+
+def score_batch(policy, checker, rows: list[dict[str, Any]], cfg: FilterConfig) -> list[dict[str, Any]]:
+    """Sample ``cfg.n`` solutions for each row and return one pass-rate record per row."""
+    prompts = [policy.apply_chat_template(r["prompt"]) for r in rows]
+    params = GenParams(n=cfg.n, max_tokens=cfg.max_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                       seed=stable_seed(cfg.seed, "rl-filter", *[r["problem_id"] for r in rows]))
+    samples = policy.generate(prompts, params)
+    pairs = [(r["answer"], c.text) for r, comps in zip(rows, samples) for c in comps]
+    results = iter(checker.check_batch(pairs))
+    records = []
+    for row, comps in zip(rows, samples):
+        verdicts = [Verdict(next(results).verdict) for _ in comps]
+        correct = sum(v is Verdict.CORRECT for v in verdicts)
+        records.append({"problem_id": row["problem_id"], "n": len(verdicts), "correct": correct,
+                        "unparseable": sum(v is Verdict.UNPARSEABLE for v in verdicts),
+                        "pass_rate": correct / len(verdicts) if verdicts else 0.0,
+                        "truncated": sum(c.finish_reason == "length" for c in comps)})
+    return records
+
+
+def filter_prompts(cfg: FilterConfig, *, policy=None, checker=None) -> FilterResult:
+    """Score every prompt of ``cfg.prompts`` (resuming from the pass-rates file) and write the kept ones.
+
+    ``policy``/``checker`` default to ``make_backend(cfg.backend, cfg.model, **cfg.backend_options)`` and a
+    ``Checker``; pass your own to reuse open ones.
+    """
+    from rich.progress import Progress
+
+    lo, hi = parse_band(cfg.keep)
+    rows = load_rl_rows(cfg.prompts)[: cfg.limit]
+    raw = list(read_jsonl(cfg.prompts))  # kept prompts keep every field of their rl.jsonl record
+    rates_file = pass_rates_path(cfg.out)
+    done = done_ids(rates_file)
+    todo = [r for r in rows if r["problem_id"] not in done]
+    own = []
+    try:
+        if todo and policy is None:
+            from ..backends import make_backend
+
+            policy = make_backend(cfg.backend, cfg.model, **cfg.backend_options)
+            own.append(policy)
+        if todo and checker is None:
+            from ..checking import Checker
+
+            checker = Checker(workers=cfg.checker_workers, deadline=cfg.checker_deadline)
+            own.append(checker)
+        with Progress() as progress:
+            task = progress.add_task(f"pass rates (n={cfg.n})", total=len(rows), completed=len(rows) - len(todo))
+            for i in range(0, len(todo), cfg.batch_size):
+                batch = todo[i: i + cfg.batch_size]
+                append_jsonl(rates_file, score_batch(policy, checker, batch, cfg))
+                progress.advance(task, len(batch))
+    finally:
+        for obj in own:
+            obj.close()
+    rates = {r["problem_id"]: r for r in read_jsonl(rates_file)}
+    kept, easy, hard = [], 0, 0
+    for row, rec in zip(rows, raw):
+        rate = rates[row["problem_id"]]["pass_rate"]
+        if rate > hi:
+            easy += 1
+        elif rate < lo:
+            hard += 1
+        else:
+            kept.append({**rec, "pass_rate": rate})
+    write_jsonl(cfg.out, kept)
+    log.info("kept %d of %d prompts (pass rate in [%s, %s]); %d too easy, %d too hard",
+             len(kept), len(rows), lo, hi, easy, hard)
+    return FilterResult(len(rows), len(kept), easy, hard, str(cfg.out), str(rates_file))

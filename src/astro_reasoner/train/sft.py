@@ -1,0 +1,134 @@
+"""ASTRO §3.3: supervised fine-tuning on search-derived long CoTs, as thin glue over TRL's ``SFTTrainer``.
+
+Data: ``sft.jsonl`` in TRL's conversational prompt-completion form (``prompt`` = system/user messages,
+``completion`` = the assistant CoT). TRL then puts the loss on the completion tokens only
+(``completion_only_loss``), which works with any chat template; ``assistant_only_loss`` would need
+``{% generation %}`` markers that Llama-3.1/3.2 templates cannot be patched with (ecosystem.md §2.2).
+
+Long CoTs: TRL truncates at ``max_length`` keeping the *start*, i.e. it cuts the final answer. We count the
+examples that would be cut and warn (or drop them with ``drop_long=true``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from ..io import DataError, read_jsonl
+from .common import (Runtime, build_trl_config, common_trl_kwargs, lora_config, prepare_environment,
+                     resolve_model_path, resolve_runtime, save_final, start_run, write_summary)
+from .config import SFTStageConfig
+
+log = logging.getLogger(__name__)
+
+
+def check_messages(value: Any, where: str, field: str, *, roles: tuple[str, ...]) -> list[dict[str, str]]:
+    """``value`` as a list of {"role", "content"} messages with allowed roles, or a DataError naming ``where``."""
+    if not isinstance(value, list) or not value:
+        raise DataError(f"{where}: field {field!r} must be a non-empty list of chat messages "
+                        f"({{'role': ..., 'content': ...}}), got {type(value).__name__}")
+    out = []
+    for i, m in enumerate(value):
+        if not isinstance(m, dict) or not isinstance(m.get("content"), str) or m.get("role") not in roles:
+            raise DataError(f"{where}: {field}[{i}] must be a message with role in {roles} and string content, "
+                            f"got {m!r:.120}")
+        out.append({"role": m["role"], "content": m["content"]})
+    return out
+
+
+def load_sft_rows(path: str | Path) -> list[dict[str, Any]]:
+    """Rows ``{"problem_id", "prompt": [...], "completion": [...]}`` from sft.jsonl, validated."""
+    rows = []
+    for lineno, rec in enumerate(read_jsonl(path), start=1):
+        where = f"{path}:{lineno}"
+        prompt = check_messages(rec.get("prompt"), where, "prompt", roles=("system", "user", "assistant"))
+        completion = check_messages(rec.get("completion"), where, "completion", roles=("assistant",))
+        rows.append({"problem_id": str(rec.get("problem_id", lineno)), "prompt": prompt, "completion": completion})
+    if not rows:
+        raise DataError(f"{path}: no examples; run `astro clone` first (it writes sft.jsonl)")
+    return rows
+
+
+def token_lengths(tokenizer, rows: list[dict[str, Any]]) -> list[int]:
+    """Tokens of each rendered prompt+completion conversation (what TRL tokenizes and truncates)."""
+    lengths = []
+    for row in rows:
+        text = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=False)
+        lengths.append(len(tokenizer(text, add_special_tokens=False)["input_ids"]))
+    return lengths
+
+
+def apply_length_limit(rows: list[dict[str, Any]], lengths: list[int], cfg: SFTStageConfig,
+                       *, main_process: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Warn about (or drop, with ``drop_long``) examples longer than ``max_length``. Returns rows and stats."""
+    stats: dict[str, Any] = {"examples": len(rows), "tokens_max": max(lengths), "tokens_mean":
+                             round(sum(lengths) / len(lengths), 1), "too_long": 0, "dropped": 0}
+    if cfg.max_length is None:
+        return rows, stats
+    long_ids = [i for i, n in enumerate(lengths) if n > cfg.max_length]
+    stats["too_long"] = len(long_ids)
+    if not long_ids:
+        return rows, stats
+    if cfg.drop_long:
+        skip = set(long_ids)
+        rows = [r for i, r in enumerate(rows) if i not in skip]
+        stats["dropped"] = len(long_ids)
+        if not rows:
+            raise DataError(f"{cfg.data}: all {len(lengths)} examples exceed max_length={cfg.max_length} tokens "
+                            f"(longest {max(lengths)}); raise max_length")
+        msg = (f"dropped {len(long_ids)} of {len(lengths)} examples longer than max_length={cfg.max_length} "
+               f"tokens (longest {max(lengths)})")
+    else:
+        msg = (f"{len(long_ids)} of {len(lengths)} examples exceed max_length={cfg.max_length} tokens (longest "
+               f"{max(lengths)}); TRL truncates their END, where the final answer is. Raise max_length, or set "
+               "drop_long=true to drop them")
+    if main_process:
+        log.warning(msg)
+    return rows, stats
+
+
+def build_sft_trainer(cfg: SFTStageConfig, rt: Runtime | None = None):
+    """The configured TRL ``SFTTrainer`` (not yet trained) and a dict of data statistics."""
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    rt = rt or resolve_runtime(cfg)
+    model_path = resolve_model_path(cfg.model)
+    ours = common_trl_kwargs(cfg, rt) | dict(
+        max_length=cfg.max_length, packing=cfg.packing, completion_only_loss=True, assistant_only_loss=False)
+    args = build_trl_config(SFTConfig, ours, cfg.trl_args)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if tokenizer.chat_template is None:
+        raise DataError(f"{model_path}: the tokenizer has no chat template; SFT on chat data needs one (use an "
+                        "instruct model, or set trl_args={chat_template_path: ...})")
+    rows = load_sft_rows(cfg.data)
+    rows, stats = apply_length_limit(rows, token_lengths(tokenizer, rows), cfg,
+                                     main_process=args.process_index == 0)
+    stats["model_path"] = model_path
+    dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
+    trainer = SFTTrainer(model=model_path, args=args, train_dataset=dataset, processing_class=tokenizer,
+                         peft_config=lora_config(cfg))
+    return trainer, stats
+
+
+def run_sft(cfg: SFTStageConfig) -> str:
+    """Train, save an HF checkpoint (safetensors + tokenizer + chat template) in ``cfg.out_dir``, return it.
+
+    Re-running with the same config skips a finished run and resumes an interrupted one from its latest
+    ``checkpoint-N`` (``resume=auto``).
+    """
+    prepare_environment(cfg)
+    rt = resolve_runtime(cfg)  # device/precision errors before anything is written
+    finished, resume_from = start_run(cfg)
+    if finished:
+        log.warning("%s already holds this finished SFT run; skipping (overwrite=true to retrain)", cfg.out_dir)
+        return cfg.out_dir
+    started = time.time()
+    trainer, stats = build_sft_trainer(cfg, rt)
+    trainer.train(resume_from_checkpoint=resume_from)
+    save_final(trainer, cfg, stats["model_path"])
+    write_summary(trainer, cfg, {"stage": "sft", "data": stats}, started)
+    return cfg.out_dir

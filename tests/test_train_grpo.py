@@ -1,0 +1,137 @@
+"""GRPO on the tiny model (SFT first, as in the real pipeline), behaviour logging, resume.
+
+A random model's samples are all unparseable, so every group has zero reward variance, zero advantage and
+zero gradient. The chain below first SFTs the tiny model to answer \\boxed{3} or \\boxed{5} at random; its
+GRPO groups then mix +1 and -1 samples and the update is real. Threads: OMP_NUM_THREADS=1 (conftest).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from train_helpers import cot_of, short_answer_rl, short_answer_sft
+
+from astro_reasoner.checking import Checker
+from astro_reasoner.io import read_jsonl, write_jsonl
+from astro_reasoner.train.config import FilterConfig, RLStageConfig, SFTStageConfig
+
+
+def rl_cfg(model, prompts, out, **kw) -> RLStageConfig:
+    base = dict(model=str(model), prompts=str(prompts), out_dir=str(out), learning_rate=1e-3, max_steps=2,
+                per_device_train_batch_size=8, max_completion_length=8, report_to="none", save_steps=1,
+                checker_workers=1)
+    cfg = RLStageConfig(**{**base, **kw})
+    cfg.validate()
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def chain(tiny_model_dir, tmp_path_factory):
+    from astro_reasoner.train.grpo import run_grpo
+    from astro_reasoner.train.sft import run_sft
+
+    d = tmp_path_factory.mktemp("grpo")
+    sft = SFTStageConfig(model=str(tiny_model_dir), data=str(short_answer_sft(d / "sft.jsonl")),
+                         out_dir=str(d / "sft"), learning_rate=1e-2, max_steps=30, per_device_train_batch_size=8,
+                         lr_scheduler_type="constant", report_to="none", logging_steps=10, max_length=256)
+    sft.validate()
+    sft_dir = run_sft(sft)
+    cfg = rl_cfg(sft_dir, short_answer_rl(d / "rl.jsonl"), d / "rl")
+    assert run_grpo(cfg) == cfg.out_dir
+    return sft_dir, cfg
+
+
+def test_grpo_two_steps_change_parameters(chain):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    sft_dir, cfg = chain
+    before = dict(AutoModelForCausalLM.from_pretrained(sft_dir).named_parameters())
+    after = dict(AutoModelForCausalLM.from_pretrained(cfg.out_dir).named_parameters())
+    changed = [n for n, p in before.items() if not torch.equal(p, after[n])]
+    assert len(changed) == len(before), f"unchanged: {sorted(set(before) - set(changed))}"
+    summary = json.loads((Path(cfg.out_dir) / "train_summary.json").read_text())
+    assert summary["global_step"] == 2 and summary["config"]["beta"] == 0.0
+
+
+def test_metrics_jsonl_has_reward_length_and_behaviour_per_step(chain):
+    _, cfg = chain
+    rows = list(read_jsonl(Path(cfg.out_dir) / "metrics.jsonl"))
+    assert [r["step"] for r in rows] == [1, 2]
+    for r in rows:
+        for key in ("reward_mean", "length_mean", "reflections_mean", "backtracks_mean", "correct_frac"):
+            assert isinstance(r[key], float), (key, r)
+        assert -1.0 <= r["reward_mean"] <= 1.0 and 1 <= r["length_mean"] <= 8
+    assert any(r["grad_norm"] > 0 for r in rows), "no step had reward variance"
+    # Every completion is logged with its reward; the rewards agree with the checker and with metrics.jsonl.
+    comps = list(read_jsonl(Path(cfg.out_dir) / "completions.jsonl"))
+    assert len(comps) == 2 * 8 and {c["step"] for c in comps} == {1, 2}
+    with Checker(workers=1) as checker:
+        verdicts = checker.check_batch([("3", c["completion"]) for c in comps])
+    assert [c["reward"] for c in comps] == [1.0 if v.correct else -1.0 for v in verdicts]
+    for step, row in zip((1, 2), rows):
+        step_rewards = [c["reward"] for c in comps if c["step"] == step]
+        assert row["reward_mean"] == pytest.approx(sum(step_rewards) / len(step_rewards))
+
+
+def test_resume_from_a_checkpoint_redoes_later_steps_once(chain):
+    from astro_reasoner.train.grpo import run_grpo
+
+    _, cfg = chain
+    out = Path(cfg.out_dir)
+    more = rl_cfg(cfg.model, cfg.prompts, out, max_steps=3, resume=str(out / "checkpoint-1"),
+                  report_to="tensorboard")
+    run_grpo(more)
+    assert [r["step"] for r in read_jsonl(out / "metrics.jsonl")] == [1, 2, 3]
+    steps = [c["step"] for c in read_jsonl(out / "completions.jsonl")]
+    assert steps == sorted(steps) and {s: steps.count(s) for s in set(steps)} == {1: 8, 2: 8, 3: 8}
+    events = b"".join(p.read_bytes() for p in out.rglob("events.out.tfevents.*"))
+    assert b"behaviour/reflections_mean" in events and b"reward" in events  # tensorboard got them too
+
+
+def test_reward_logs_behaviour_counts(tmp_path):
+    from astro_reasoner.behaviour import analyze_behaviour
+    from astro_reasoner.train.grpo import LoggedCorrectnessReward
+    from astro_reasoner.train.rewards import RewardValues
+
+    gold, cot = cot_of(1)  # one wrong step, one reflection, one backtrack, then the right answer
+    logged: dict[str, list[float]] = {}
+    with Checker(workers=1) as checker:
+        reward = LoggedCorrectnessReward(checker, RewardValues(), analyze_behaviour, tmp_path / "c.jsonl")
+        out = reward(prompts=[None, None], completions=[[{"role": "assistant", "content": cot}],
+                                                         [{"role": "assistant", "content": "\\boxed{0}"}]],
+                     answer=[gold, gold], problem_id=["p1", "p1"], trainer_state=None,
+                     log_metric=lambda k, v: logged.setdefault(k, []).append(v))
+    assert out == [1.0, -1.0]
+    assert logged["behaviour/reflections_mean"] == [0.5] and logged["behaviour/backtracks_mean"] == [0.5]
+    assert logged["behaviour/backtrack_frac"] == [0.5] and logged["correct_frac"] == [0.5]
+    rows = list(read_jsonl(tmp_path / "c.jsonl"))
+    assert [(r["reflections"], r["backtracks"], r["reward"]) for r in rows] == [(1, 1, 1.0), (0, 0, -1.0)]
+
+
+def test_difficulty_filter_keeps_the_band_and_resumes(chain, tmp_path):
+    from astro_reasoner.train.filter import filter_prompts, pass_rates_path
+
+    sft_dir, _ = chain  # answers \boxed{3} or \boxed{5} at random, never 7
+    easy = read_jsonl(short_answer_rl(tmp_path / "a.jsonl", gold="3", n=3))
+    hard = read_jsonl(short_answer_rl(tmp_path / "b.jsonl", gold="7", n=2))
+    rows = [*easy, *[{**r, "problem_id": f"h{i}"} for i, r in enumerate(hard)]]
+    write_jsonl(tmp_path / "rl.jsonl", rows)
+    cfg = FilterConfig(prompts=str(tmp_path / "rl.jsonl"), model=sft_dir, out=str(tmp_path / "kept.jsonl"), n=8,
+                       keep="0.1-0.9", max_tokens=8, batch_size=2, checker_workers=1,
+                       backend_options={"batch_size": 16})
+    cfg.validate()
+    res = filter_prompts(cfg)
+    rates = {r["problem_id"]: r for r in read_jsonl(pass_rates_path(cfg.out))}
+    assert set(rates) == {"p0", "p1", "p2", "h0", "h1"} and all(r["n"] == 8 for r in rates.values())
+    assert rates["h0"]["pass_rate"] == 0.0 and rates["h1"]["pass_rate"] == 0.0  # too hard
+    assert all(0 < rates[p]["pass_rate"] < 1 for p in ("p0", "p1", "p2")), rates
+    kept = list(read_jsonl(cfg.out))
+    assert [k["problem_id"] for k in kept] == ["p0", "p1", "p2"] and kept[0]["source"] == "fixture"
+    assert (res.kept, res.too_hard, res.too_easy, res.total) == (3, 2, 0, 5)
+    # Re-running resumes from the pass-rates file: no model is loaded (this path does not exist).
+    again = filter_prompts(FilterConfig(**{**cfg.__dict__, "model": str(tmp_path / "no-such-model"),
+                                           "keep": "0.0-0.2"}))
+    assert again.kept == 2 and [k["problem_id"] for k in read_jsonl(cfg.out)] == ["h0", "h1"]
