@@ -31,11 +31,11 @@ demo: setup
 	$(VENV)/bin/astro demo
 
 test: setup-test
-	$(PY) -m pytest -q -m "not slow and not server and not browser" --timeout 600
-	$(PY) -m pytest -q -m "slow or server or browser" --timeout 1800
+	$(PY) -m pytest -q -m "not slow and not server and not browser and not e2e" --timeout 600
+	$(PY) -m pytest -q -m "slow or server or browser or e2e" --timeout 1800
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow and not server and not browser" --timeout 600
+	$(PY) -m pytest -q -m "not slow and not server and not browser and not e2e" --timeout 600
 
 bench: setup-test
 	$(PY) bench/checker.py

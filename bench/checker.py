@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import time
@@ -66,27 +67,38 @@ def workload_stream(golds: list[str], n_checks: int, problems: int = 25, seed: i
     return out
 
 
+def _proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of a live process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_plain(pairs):
     from math_verify import parse, verify
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     verdicts = [bool(verify(parse("$" + g + "$"), parse(c))) for g, c in pairs]
-    return verdicts, time.perf_counter() - t0
+    return verdicts, time.perf_counter() - t0, time.process_time() - c0
 
 
 def run_ours(pairs, workers, batch):
+    """Verdicts, wall seconds (warm pool), wall seconds including start-up, CPU seconds (this process plus the
+    workers, without the zygote's start-up), and which step decided how many checks."""
     from astro_reasoner.checking import Checker
 
     t0 = time.perf_counter()
     with Checker(workers=workers) as checker:
         checker.check("1", "\\boxed{x}")  # waits for the worker processes to start
+        pids = [w.pid for w in checker._get_pool().workers]
+        cpu0 = sum(map(_proc_cpu, pids)) - time.process_time()
         t1 = time.perf_counter()
         verdicts = []
         for i in range(0, len(pairs), batch):
             verdicts += [r.correct for r in checker.check_batch(pairs[i:i + batch])]
         t2 = time.perf_counter()
+        cpu = sum(map(_proc_cpu, pids)) + time.process_time() - cpu0
         stats = dict(checker.stats)
-    return verdicts, t2 - t1, t2 - t0, stats
+    return verdicts, t2 - t1, t2 - t0, cpu, stats
 
 
 def main() -> None:
@@ -101,27 +113,30 @@ def main() -> None:
     golds = [json.loads(line)["answer"] for line in open(args.data, encoding="utf-8") if line.strip()]
     import math_verify  # noqa: F401 - import time is not part of either measurement
 
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; workers: {args.workers or 'default'}")
     report = {}
     for name, pairs in (("distinct", workload_distinct(golds)), ("stream", workload_stream(golds, args.stream))):
         # Best of --repeat rounds, alternating the two, so a load spike from other jobs on the machine does
         # not decide the ratio. Each round of ours uses a new Checker (cold caches, new worker processes).
-        t_plain = t_ours = t_total = float("inf")
+        best_plain = best_ours = (float("inf"),)
         for _ in range(args.repeat):
-            plain, t = run_plain(pairs)
-            t_plain = min(t_plain, t)
-            ours, t, t_all, stats = run_ours(pairs, args.workers, args.batch)
-            if t < t_ours:
-                t_ours, t_total = t, t_all
+            plain, *t = run_plain(pairs)
+            best_plain = min(best_plain, tuple(t))
+            ours, *t, stats = run_ours(pairs, args.workers, args.batch)
+            best_ours = min(best_ours, tuple(t))
+        (t_plain, cpu_plain), (t_ours, t_total, cpu_ours) = best_plain, best_ours
         diff = [(g, c.rsplit("boxed", 1)[-1][:40], p, o) for (g, c), p, o in zip(pairs, plain, ours) if p != o]
         report[name] = row = {
             "pairs": len(pairs), "plain_checks_per_s": len(pairs) / t_plain,
             "ours_checks_per_s": len(pairs) / t_ours, "ours_incl_startup_checks_per_s": len(pairs) / t_total,
             "speedup": t_plain / t_ours, "speedup_incl_startup": t_plain / t_total,
+            "cpu_seconds_plain": cpu_plain, "cpu_seconds_ours": cpu_ours, "cpu_ratio": cpu_plain / cpu_ours,
             "correct_plain": sum(plain), "correct_ours": sum(ours), "disagreements": len(diff), "paths": stats}
         print(f"[{name}] {len(pairs)} pairs | plain math-verify {row['plain_checks_per_s']:.0f} checks/s "
               f"({t_plain:.1f} s) | ours {row['ours_checks_per_s']:.0f} checks/s ({t_ours:.2f} s; "
               f"{row['ours_incl_startup_checks_per_s']:.0f}/s incl. start-up) | speed-up {row['speedup']:.1f}x "
-              f"({row['speedup_incl_startup']:.1f}x incl. start-up)")
+              f"({row['speedup_incl_startup']:.1f}x incl. start-up) | CPU s {cpu_plain:.1f} vs {cpu_ours:.1f} "
+              f"({row['cpu_ratio']:.1f}x less)")
         print(f"    correct: plain {sum(plain)}, ours {sum(ours)}; disagreements {len(diff)}; decided by {stats}")
         for g, tail, p, o in diff[:8]:
             print(f"    differs: gold {g!r} answer ...boxed{tail!r}: plain={p} ours={o}")

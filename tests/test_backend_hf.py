@@ -49,15 +49,35 @@ def test_logprob_sum_is_the_raw_model_logprob_of_the_sampled_tokens(tiny):
     assert hot.logprob_sum < 0 and math.isfinite(hot.logprob_sum)
 
 
-def test_eos_ends_a_row_and_is_counted_but_not_returned(tiny):
-    _, gen = _greedy_ids(tiny, PROMPT, 3)
-    tiny.eos_ids, saved = {gen[2]}, tiny.eos_ids  # declare the 3rd greedy token to be EOS
-    try:
-        (c,), = tiny.generate([PROMPT], GenParams(max_tokens=10, temperature=0.0))
-    finally:
-        tiny.eos_ids = saved
-    assert gen[2] not in gen[:2]
-    assert (c.finish_reason, c.tokens, c.text) == ("eos", 3, tiny.prompts.decode(gen[:2]))
+def test_eos_ends_a_row_and_is_counted_but_not_returned(tiny, monkeypatch):
+    calls = []
+    real_generate = tiny.model.generate
+
+    def spy(*args, **kwargs):  # the real generate; we only keep its output to compare with
+        calls.append(real_generate(*args, **kwargs))
+        return calls[-1]
+
+    def sampled_rows(eos_ids):
+        calls.clear()
+        monkeypatch.setattr(tiny, "eos_ids", eos_ids)
+        (comps,) = tiny.generate([PROMPT], GenParams(n=3, max_tokens=10, temperature=1.0, seed=0))
+        width = len(tiny.prompts.encode_prompt(PROMPT))
+        return comps, calls[0][:, width:].tolist()
+
+    monkeypatch.setattr(tiny.model, "generate", spy)
+    _, rows = sampled_rows(set())
+    # Declare a token the first row samples later (and not before) to be EOS, then sample again: the same
+    # seed replays the same tokens until that row meets its "EOS".
+    p = next(p for p in range(1, 10) if rows[0][p] not in rows[0][:p])
+    eos = rows[0][p]
+    comps, rows = sampled_rows({eos})
+    assert (comps[0].finish_reason, comps[0].tokens, comps[0].text) == ("eos", p + 1, tiny.prompts.decode(rows[0][:p]))
+    for gen, c in zip(rows[1:], comps[1:]):
+        if eos in gen:
+            k = gen.index(eos)
+            assert (c.finish_reason, c.tokens, c.text) == ("eos", k + 1, tiny.prompts.decode(gen[:k]))
+        else:
+            assert (c.finish_reason, c.tokens, c.text) == ("length", 10, tiny.prompts.decode(gen))
 
 
 def test_stop_string_is_matched_in_generated_text_only(tiny):

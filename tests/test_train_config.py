@@ -113,3 +113,12 @@ def test_cli_rl_defaults_to_train_and_reports_config_errors(tmp_path, capsys, ti
     assert code == 1 and "keep='0.2'" in capsys.readouterr().err
     code = main(["sft", "--data", str(prompts), "--model", "m", "--out", str(tmp_path / "s"), "nonsense=1"])
     assert code == 1 and "unknown key(s) nonsense" in capsys.readouterr().err
+
+
+def test_group_size_must_divide_the_generation_batch(tmp_path, tiny_model_dir):
+    from astro_reasoner.train.grpo import build_grpo_trainer
+
+    cfg = build_config(RLStageConfig, {**REQUIRED_RL, "model": str(tiny_model_dir), "out_dir": str(tmp_path),
+                                       "per_device_train_batch_size": 3})
+    with pytest.raises(ConfigError, match="divisible by num_generations.*per_device_train_batch_size=4"):
+        build_grpo_trainer(cfg, checker=None)

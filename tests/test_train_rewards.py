@@ -49,16 +49,18 @@ def test_last_boxed_answer_counts(checker):
     assert rewards == [1.0, -1.0]
 
 
-def test_hostile_answers_finish_within_the_deadline(checker):
+def test_hostile_answers_finish_within_the_deadline():
+    # Exponent towers and huge factorials hang math-verify past its own SIGALRM (ecosystem.md §3.4).
     hostile = ["\\boxed{9^{9^{9^{9}}}}", "\\boxed{(10^{10})!}", "\\boxed{" + "(" * 5000 + "}",
-               "\\boxed{\\frac{9^{9^{9^9}}-1}{2}}", "\\boxed{" + "1" * 100_000 + "}"]
-    t0 = time.perf_counter()
-    rewards = correctness_reward([None] * len(hostile), [chat(h) for h in hostile], ["1"] * len(hostile),
-                                 checker=checker)
-    elapsed = time.perf_counter() - t0
+               "\\boxed{" + "1" * 100_000 + "}"]
+    with Checker(workers=2, deadline=1.0) as checker:
+        t0 = time.perf_counter()
+        rewards = correctness_reward([None] * len(hostile), [chat(h) for h in hostile], ["1"] * len(hostile),
+                                     checker=checker)
+        elapsed = time.perf_counter() - t0
     assert rewards == [-1.0] * len(hostile)
-    # One worker, 2 s deadline per check: even if every check timed out the batch stays bounded.
-    assert elapsed < 2.0 * len(hostile) + 5, elapsed
+    # 1 s hard deadline per check: even if every check timed out the batch stays bounded.
+    assert elapsed < 1.0 * len(hostile) + 4, elapsed
 
 
 def test_works_off_the_main_thread_and_as_a_bound_partial(checker):

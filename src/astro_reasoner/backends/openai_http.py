@@ -91,6 +91,7 @@ class OpenAIBackend:
         self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="astro-openai")
         self._lock = threading.Lock()
         self._rr = 0
+        self._closed = False
 
     # ------------------------------------------------------------------------------------ Policy API
     def apply_chat_template(self, messages: Sequence[dict[str, str]], continue_text: str = "") -> str:
@@ -100,10 +101,13 @@ class OpenAIBackend:
         return self.prompts.count_tokens(text)
 
     def close(self) -> None:
+        self._closed = True
         self._pool.shutdown(wait=True)
         self._client.close()
 
     def generate(self, prompts: Sequence[str], params: GenParams) -> list[list[Completion]]:
+        if self._closed:
+            raise BackendError("this OpenAIBackend was closed; create a new one")
         validate_params(params)
         # Once any server has shown it cannot do n > 1, send one request per sample from the start (in
         # parallel); otherwise one request per prompt asks for all n.

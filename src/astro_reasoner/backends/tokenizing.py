@@ -8,6 +8,7 @@ again with special tokens on would prepend a second one.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,6 +39,9 @@ class PromptTokenizer:
 
     def __init__(self, tokenizer):
         self.tok = tokenizer
+        # transformers reconfigures the Rust tokenizer's padding/truncation on each call; concurrent calls
+        # from the openai backend's worker threads can then fail with "Already borrowed".
+        self._lock = threading.Lock()
         # The special tokens the tokenizer puts in front of a text by itself (usually [BOS] or nothing).
         with_special = tokenizer("a", add_special_tokens=True).input_ids
         plain = tokenizer("a", add_special_tokens=False).input_ids
@@ -55,7 +59,8 @@ class PromptTokenizer:
 
     def encode_prompt(self, text: str) -> list[int]:
         """Token ids for a prompt: the tokenizer's own prefix (BOS) unless the text already starts with it."""
-        ids = self.tok(text, add_special_tokens=False).input_ids
+        with self._lock:
+            ids = self.tok(text, add_special_tokens=False).input_ids
         if self.prefix_ids and ids[: len(self.prefix_ids)] != self.prefix_ids:
             ids = self.prefix_ids + ids
         return ids
@@ -68,10 +73,12 @@ class PromptTokenizer:
         return text
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tok(text, add_special_tokens=False).input_ids)
+        with self._lock:
+            return len(self.tok(text, add_special_tokens=False).input_ids)
 
     def decode(self, ids: Sequence[int]) -> str:
-        return self.tok.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        with self._lock:
+            return self.tok.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
 
 def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:

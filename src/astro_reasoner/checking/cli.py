@@ -1,9 +1,35 @@
-"""CLI commands for this stage (added to the root ``astro`` app by ``register``)."""
+"""``astro check``: show what the answer checker extracts from a completion and its verdict."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
 
 import typer
 
 
+def check_command(
+    gold: str = typer.Option(..., "--gold", "-g", help="The gold answer, e.g. '\\frac{1}{2}' or 72."),
+    completion: Optional[str] = typer.Option(None, "--completion", "-c", help="The completion text."),
+    file: Optional[Path] = typer.Option(None, "--file", "-f", help="Read the completion from a file ('-': stdin)."),
+    deadline: float = typer.Option(5.0, "--deadline", help="Hard time limit in seconds for math-verify."),
+) -> None:
+    """Extract the final answer (last \\boxed{}, else "the answer is ...") and check it against the gold."""
+    if (completion is None) == (file is None):
+        raise typer.BadParameter("give exactly one of --completion TEXT or --file FILE")
+    if file is not None:
+        text = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8", errors="surrogateescape")
+    else:
+        text = completion
+    from .checker import Checker
+
+    with Checker(workers=1, deadline=deadline, warmup=False) as checker:
+        result = checker.check(gold, text)
+    typer.echo(f"extracted: {result.answer if result.answer is not None else '(none)'}")
+    typer.echo(f"verdict:   {result.verdict.value}")
+    typer.echo(f"decided by: {result.reason}")
+
+
 def register(app: typer.Typer) -> None:
-    """Add this stage's commands to ``app``. (Filled in by the stage's implementation.)"""
+    app.command("check")(check_command)

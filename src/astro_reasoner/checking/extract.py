@@ -20,11 +20,14 @@ _BARE_BOX_ARG = re.compile(r"[^\s$]{1,200}")  # ``\boxed 5``: the argument runs 
 _SPACES = re.compile(r"[ \t]*")
 
 # Fallbacks when there is no box (our choice of phrases; they cover the common instruction-tuned styles).
+# Each pattern matches the phrase only; the answer is the rest of its line (so that a later phrase on the same
+# line is still found).
 _FALLBACKS = (
-    re.compile(r"####[ \t]*([^\n]{1,300})"),  # GSM8K
-    re.compile(r"(?i)(?:final answer|the answer)[ \t]*(?:is\b|:|=)[ \t:]*([^\n]{1,300})"),
-    re.compile(r"(?im)^[ \t*#]*answer[ \t*]*:[ \t*]*([^\n]{1,300})"),
+    re.compile(r"####[ \t]*"),  # GSM8K
+    re.compile(r"(?i)(?:final answer|the answer)[ \t]*(?:is\b|:|=)[ \t:]*"),
+    re.compile(r"(?im)^[ \t*#]*answer[ \t*]*:[ \t*]*"),
 )
+_REST_OF_LINE = re.compile(r"[^\n]{1,300}")
 _SENTENCE_END = re.compile(r"\.(?:\s|$)|;|, so\b|, which\b")
 _NUMBER_THEN_WORDS = re.compile(r"^(\$?[+-]?(?:\d[\d,]*)?\.?\d+)\s+[A-Za-z][A-Za-z \-]*$")
 _MATH_SPAN = re.compile(r"^\$\$?([^$]{1,300})\$|^\\\(([^\n]{1,300}?)\\\)|^\\\[([^\n]{1,300}?)\\\]")
@@ -51,6 +54,11 @@ def last_boxed(text: str) -> str | None:
     Returns None when there is none, or when the last box is cut off (an unclosed ``\\boxed{`` after the last
     complete one): an earlier, possibly retracted answer must not stand in for the final one.
     """
+    return _scan_boxes(text)[0]
+
+
+def _scan_boxes(text: str) -> tuple[str | None, bool]:
+    """(last complete box's content or None, whether any box command occurs at all)."""
     n = len(text)
     stack: list[int] = []  # per open brace: start of a box's content, or -1 for an ordinary brace
     box_next = -1  # position of the '{' that opens a box's argument
@@ -74,8 +82,8 @@ def last_boxed(text: str) -> str | None:
             if start >= 0 and (best is None or m.end() > best[0]):
                 best = (m.end(), start, m.start())
     if best is None or open_box_at >= best[0]:
-        return None
-    return text[best[1]:best[2]]
+        return None, open_box_at >= 0
+    return text[best[1]:best[2]], True
 
 
 def _clean_fallback(s: str) -> str | None:
@@ -100,14 +108,17 @@ def extract_answer(text: str) -> str | None:
     """
     if not isinstance(text, str):
         raise TypeError(f"extract_answer expects a str, got {type(text).__name__}")
-    ans = last_boxed(text)
+    ans, has_box = _scan_boxes(text)
     if ans is None:
+        if has_box:  # the last box is cut off: no final answer (see last_boxed)
+            return None
         last = None  # the phrase that occurs last wins, as for boxes
         for pat in _FALLBACKS:
             for m in pat.finditer(text):
                 if last is None or m.start() > last.start():
                     last = m
-        ans = _clean_fallback(last.group(1)) if last else None
+        rest = _REST_OF_LINE.match(text, last.end()) if last else None
+        ans = _clean_fallback(rest.group()) if rest else None
         if ans is None:
             return None
     for _ in range(MAX_NESTED_UNBOX):  # \boxed{\boxed{5}} -> 5

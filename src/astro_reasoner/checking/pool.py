@@ -156,6 +156,7 @@ class WorkerPool:
         self.zygote: _Zygote | None = None
         self.workers: list[_Worker] = []
         self.restarts = 0  # workers killed or lost and replaced
+        self.sent = 0  # job ids handed out so far
         self.owner = os.getpid()
 
     def start(self) -> None:
@@ -195,12 +196,16 @@ class WorkerPool:
         results: list[tuple[str, str] | None] = [None] * len(jobs)
         queue = deque(range(len(jobs)))
         crashes = [0] * len(jobs)
+        for w in [w for w in self.workers if w.job is not None]:  # left busy by an interrupted run
+            self._replace(w, kill=True)
+        base, self.sent = self.sent, self.sent + len(jobs)  # ids unique across runs: no stale reply can match
         while queue or any(w.job is not None for w in self.workers):
             self._fill()
             for w in list(self.workers):
                 if w.job is None and queue:
                     i = _pick(queue, w, jobs)
-                    payload = (json.dumps({"id": i, "gold": jobs[i][0], "answer": jobs[i][1]}) + "\n").encode()
+                    req = {"id": base + i, "gold": jobs[i][0], "answer": jobs[i][1]}
+                    payload = (json.dumps(req) + "\n").encode()
                     if not w.send(i, payload, self.deadline):  # died while idle; retry on a fresh one
                         queue.appendleft(i)
                         self._replace(w, kill=False)
@@ -222,7 +227,7 @@ class WorkerPool:
                         self._replace(w, kill=False)
                         continue
                     for msg in msgs:
-                        if msg.get("id") == w.job:
+                        if w.job is not None and msg.get("id") == base + w.job:
                             results[w.job] = (msg["verdict"], msg["reason"])
                             w.job = None
                 if w.job is not None and time.monotonic() >= w.deadline:

@@ -1,1 +1,7 @@
-"""Stage package."""
+"""Problems: loaders (files, named benchmarks, hub ids), validation, and the synthetic default data set."""
+
+from .loaders import BENCHMARKS, load_problems, write_problems
+from .synth import synthesize
+from .validate import LoadReport
+
+__all__ = ["BENCHMARKS", "LoadReport", "load_problems", "synthesize", "write_problems"]

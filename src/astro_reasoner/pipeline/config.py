@@ -99,7 +99,5 @@ def load_pipeline_config(path: str | Path | None, overrides: list[str] | None = 
     data = raw.pop("data", {}) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: data must be a mapping with train/test")
-    cfg = build_config(PipelineConfig, {**raw, "sections": sections}, where=str(path or "pipeline"))
-    cfg.data = build_config(DataSpec, data, where=f"{path or 'pipeline'} [data]")
-    cfg.validate()
-    return cfg
+    spec = build_config(DataSpec, data, where=f"{path or 'pipeline'} [data]")
+    return build_config(PipelineConfig, {**raw, "data": spec, "sections": sections}, where=str(path or "pipeline"))

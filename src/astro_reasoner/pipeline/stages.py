@@ -48,6 +48,7 @@ class _Builder:
 
     def __init__(self, cfg: PipelineConfig):
         self.cfg = cfg
+        self.stage_order: list[str] = []
 
     # -- helpers -----------------------------------------------------------------------------------------
     def backend(self, model: str):
@@ -89,9 +90,10 @@ class _Builder:
                 summary = run_search(problems, policy, checker, cfg, out, reporter=_search_reporter())
         finally:
             policy.close()
-        totals = summary.get("totals", summary)
-        return {"tokens": totals.get("generated_tokens", 0), "prompt_tokens": totals.get("prompt_tokens", 0),
-                "trees": totals.get("trees", len(problems))}
+        return {"tokens": int(summary.get("generated_tokens_total", 0)),
+                "prompt_tokens": int(summary.get("prompt_tokens_total", 0)),
+                "trees": summary.get("trees", len(problems)),
+                "share_with_correct": summary.get("share_with_correct")}
 
     def clone(self, mode: str):
         def run(out: Path, inputs: dict[str, Path]) -> dict[str, Any]:
@@ -116,7 +118,8 @@ class _Builder:
             cfg = self.section_config(SFTStageConfig, "sft", model=self.cfg.model,
                                       data=str(inputs[f"clone-{mode}"] / "sft.jsonl"), out_dir=str(out / "model"),
                                       seed=self.cfg.seed)
-            return {"checkpoint": run_sft(cfg)}
+            ckpt = run_sft(cfg)
+            return {"checkpoint": ckpt, **_train_accounting(Path(ckpt))}
         return run
 
     def filter(self, mode: str):
@@ -150,7 +153,8 @@ class _Builder:
             cfg = self.section_config(RLStageConfig, "rl", model=stage_stats(inputs[f"sft-{mode}"])["checkpoint"],
                                       prompts=str(inputs[f"filter-{mode}"] / "rl.jsonl"),
                                       out_dir=str(out / "model"), seed=self.cfg.seed)
-            return {"checkpoint": run_grpo(cfg)}
+            ckpt = run_grpo(cfg)
+            return {"checkpoint": ckpt, **_train_accounting(Path(ckpt))}
         return run
 
     def eval(self, model_of: str | None):
@@ -177,7 +181,8 @@ class _Builder:
         finally:
             policy.close()
         run = summary.get("run", {})
-        return {"tokens": run.get("generated_tokens", 0), "model": model}
+        return {"tokens": run.get("generated_tokens", 0), "prompt_tokens": run.get("prompt_tokens", 0),
+                "model": model}
 
     def eval_checkpoints(self, mode: str):
         """Evaluate each intermediate RL checkpoint: the points of the behaviour/accuracy correlation."""
@@ -185,10 +190,12 @@ class _Builder:
             model_dir = Path(stage_stats(inputs[f"rl-{mode}"])["checkpoint"])
             ckpts = sorted((p for p in model_dir.glob("checkpoint-*") if p.is_dir()),
                            key=lambda p: int(re.sub(r"\D", "", p.name) or 0))
-            tokens = 0
+            tokens = prompt_tokens = 0
             for ck in ckpts:
-                tokens += self._evaluate(str(ck), out / ck.name).get("tokens", 0)
-            return {"tokens": tokens, "checkpoints": [c.name for c in ckpts]}
+                st = self._evaluate(str(ck), out / ck.name)
+                tokens += st.get("tokens", 0)
+                prompt_tokens += st.get("prompt_tokens", 0)
+            return {"tokens": tokens, "prompt_tokens": prompt_tokens, "checkpoints": [c.name for c in ckpts]}
         return run
 
     def analysis(self, out: Path, inputs: dict[str, Path]) -> dict[str, Any]:
@@ -213,9 +220,30 @@ class _Builder:
         from ..viz.report import build_report
         from .table import write_results
 
-        table = write_results(self.cfg, out)
+        table = write_results(self.cfg, out, self.stage_order)
         page = build_report(self.cfg.run_dir_path, out / "report.html")
         return {"report": str(page), "table": str(table)}
+
+
+def _train_accounting(model_dir: Path) -> dict[str, Any]:
+    """Tokens a training stage processed: SFT's trained tokens, GRPO's sampled completion tokens."""
+    from ..io import read_jsonl
+
+    out: dict[str, Any] = {}
+    summary = model_dir / "train_summary.json"
+    if summary.exists():
+        s = read_json(summary)
+        out["trained_tokens"] = int(s.get("final_metrics", {}).get("num_tokens", 0) or 0)
+        out["steps"] = s.get("global_step")
+    metrics = model_dir / "metrics.jsonl"
+    if metrics.exists():  # GRPO: the completions it sampled are its generated tokens
+        comp = model_dir / "completions.jsonl"
+        n_completions = sum(1 for _ in read_jsonl(comp, tolerate_torn_tail=True)) if comp.exists() else 0
+        rows = list(read_jsonl(metrics, tolerate_torn_tail=True))
+        if rows and n_completions:
+            mean_len = sum(r.get("length_mean", 0.0) for r in rows) / len(rows)
+            out["tokens"] = int(mean_len * n_completions)
+    return out
 
 
 def _search_reporter():
@@ -281,4 +309,5 @@ def build_graph(cfg: PipelineConfig) -> StageGraph:
     analysis_deps = tuple(s.name for s in stages if s.name.startswith(("eval-sft", "eval-rl", "rl-")))
     stages.append(Stage("analysis", b.analysis, analysis_deps, {}, "behaviour vs accuracy correlation"))
     stages.append(Stage("report", b.report, tuple(s.name for s in stages), {}, "final table and report"))
+    b.stage_order = [s.name for s in stages]
     return StageGraph(cfg.run_dir_path, stages)

@@ -22,7 +22,7 @@ def _num(x: Any, fmt: str = ".2f") -> str:
     return "–" if x is None else format(float(x), fmt)
 
 
-def collect(run_dir: Path) -> dict[str, Any]:
+def collect(run_dir: Path, stage_order: list[str] | None = None) -> dict[str, Any]:
     """Rows (from each eval stage's summary.json) and per-stage compute (from each stage's _done.json)."""
     rows = []
     for label, stage in ROWS:
@@ -32,10 +32,15 @@ def collect(run_dir: Path) -> dict[str, Any]:
             rows.append({"row": label, "stage": stage, "k": s.get("k"), "datasets": s.get("datasets", {}),
                          "overall": s.get("overall", {})})
     compute = []
-    for done in sorted(run_dir.glob(f"*/{DONE}"), key=lambda p: p.stat().st_mtime):
+    names = stage_order or sorted(p.parent.name for p in run_dir.glob(f"*/{DONE}") if ".stale-" not in p.parent.name)
+    for name in names:
+        done = run_dir / name / DONE
+        if not done.exists():
+            continue
         st = read_json(done).get("stats", {})
-        compute.append({"stage": done.parent.name, "seconds": round(float(st.get("seconds", 0.0)), 1),
-                        "tokens": int(st.get("tokens", 0) or 0), "prompt_tokens": int(st.get("prompt_tokens", 0) or 0)})
+        compute.append({"stage": name, "seconds": round(float(st.get("seconds", 0.0)), 1),
+                        "tokens": int(st.get("tokens", 0) or 0), "prompt_tokens": int(st.get("prompt_tokens", 0) or 0),
+                        "trained_tokens": int(st.get("trained_tokens", 0) or 0)})
     return {"rows": rows, "compute": compute}
 
 
@@ -52,19 +57,20 @@ def results_markdown(data: dict[str, Any]) -> str:
             [_pct(r["datasets"].get(ds, {}).get(f"maj@{k}")) for ds in datasets] + \
             [_num(beh.get("backtracks")), _num(beh.get("reflections")), _num(r["overall"].get("mean_tokens"), ".0f")]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "## Compute per stage", "", "| stage | wall seconds | generated tokens | prompt tokens |",
-              "|---|---|---|---|"]
+    lines += ["", "## Compute per stage", "",
+              "| stage | wall seconds | generated tokens | prompt tokens | trained tokens |", "|---|---|---|---|---|"]
     total_s = total_t = 0.0
     for c in data["compute"]:
         total_s += c["seconds"]
         total_t += c["tokens"]
-        lines.append(f"| {c['stage']} | {c['seconds']:.1f} | {c['tokens']} | {c['prompt_tokens']} |")
-    lines.append(f"| **total** | {total_s:.1f} | {int(total_t)} | |")
+        lines.append(f"| {c['stage']} | {c['seconds']:.1f} | {c['tokens']} | {c['prompt_tokens']} "
+                     f"| {c.get('trained_tokens', 0)} |")
+    lines.append(f"| **total** | {total_s:.1f} | {int(total_t)} | | |")
     return "\n".join(lines) + "\n"
 
 
-def write_results(cfg: PipelineConfig, out: Path) -> Path:
-    data = collect(cfg.run_dir_path)
+def write_results(cfg: PipelineConfig, out: Path, stage_order: list[str] | None = None) -> Path:
+    data = collect(cfg.run_dir_path, stage_order)
     write_json(out / "results.json", data)
     path = out / "results.md"
     write_text_atomic(path, results_markdown(data))

@@ -54,11 +54,13 @@ def summarize_trees(trees: Sequence[SearchTree]) -> dict[str, Any]:
 def run_summary(trees: Sequence[SearchTree], counters: dict[str, Any], wall: float, cfg: SearchConfig,
                 meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """``summary.json``: all trees in the output (earlier runs included) + this invocation's work."""
-    gen = counters.get("generated_tokens", 0)
+    gen, cpu = counters.get("generated_tokens", 0), counters.get("cpu_seconds", 0)
     return {
         **summarize_trees(trees),
         "this_run": {**counters, "wall_seconds": round(wall, 3),
-                     "generated_tokens_per_second": round(gen / wall, 2) if wall > 0 else 0.0},
+                     "generated_tokens_per_second": round(gen / wall, 2) if wall > 0 else 0.0,
+                     # per CPU-second of this process: comparable across runs on a shared machine
+                     "generated_tokens_per_cpu_second": round(gen / cpu, 2) if cpu > 0 else None},
         "config": dataclasses.asdict(cfg),
         "config_hash": cfg.config_hash(),
         **(meta or {}),

@@ -38,6 +38,7 @@ class Counters:
     checks: int = 0
     waves: int = 0
     generate_seconds: float = 0.0
+    generate_cpu_seconds: float = 0.0  # this process's CPU time in generate: robust to other jobs' load
     check_seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -87,10 +88,11 @@ class Driver:
         out: list[list[Completion]] = []
         for chunk, start in enumerate(range(0, len(prompts), per_call)):
             seed = stable_seed(self.cfg.seed, kind, self.counters.waves, chunk)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             batch = self.policy.generate(list(prompts[start:start + per_call]),
                                          GenParams(**{**params.__dict__, "seed": seed}))
             self.counters.generate_seconds += time.perf_counter() - t0
+            self.counters.generate_cpu_seconds += time.process_time() - c0
             self.counters.backend_calls += 1
             call_id = self.counters.backend_calls
             for st, prompt, comps in zip(owners[start:start + per_call], prompts[start:start + per_call], batch):

@@ -70,11 +70,12 @@ def run_search(problems: Sequence[Problem], policy, checker, cfg: SearchConfig, 
         correct = sum(t.stats.get("terminals_correct", 0) > 0 for t in storage.load_trees(path)) \
             if path.exists() else 0
         reporter.start(len(todo) + len(done), len(done), correct)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     driver = Driver(policy, checker, cfg, on_wave=reporter.wave if reporter else None)
     for tree in driver.run(todo):
         storage.append_tree(path, tree)
         if reporter:
             reporter.tree(tree)
     meta = {"backend": getattr(policy, "name", type(policy).__name__), **(meta or {})}
-    return write_summary(out_dir, cfg, driver.counters.to_json(), time.perf_counter() - t0, shard, meta)
+    counters = {**driver.counters.to_json(), "cpu_seconds": round(time.process_time() - c0, 3)}
+    return write_summary(out_dir, cfg, counters, time.perf_counter() - t0, shard, meta)

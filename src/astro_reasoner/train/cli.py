@@ -1,13 +1,14 @@
 """`astro sft`, `astro rl` (= `astro rl train`) and `astro rl filter`.
 
 ``rl`` is a group whose default command is ``train``: any arguments that do not start with a subcommand name
-go to ``train``, so ``astro rl --prompts rl.jsonl --model CKPT --out DIR lr=1e-6`` trains and
+go to ``train``, so ``astro rl --prompts rl.jsonl --model CKPT --out DIR learning_rate=1e-6`` trains and
 ``astro rl filter --prompts ...`` filters. (A click group cannot take free ``key=value`` arguments itself
 without swallowing the subcommand name, hence the default-command group.)
 
 Every command takes ``--config FILE`` (YAML; its ``sft:`` / ``rl:`` / ``rl_filter:`` section when present,
 else the whole file) and trailing ``key=value`` overrides of the stage config (train/config.py).
-Multi-GPU: ``accelerate launch --config_file configs/accelerate/<cfg>.yaml -m astro_reasoner.cli sft ...``.
+Multi-GPU: ``accelerate launch --config_file configs/accelerate/<cfg>.yaml -m astro_reasoner.cli sft ...``
+(configs/accelerate/README.md).
 """
 
 from __future__ import annotations

@@ -130,6 +130,7 @@ def build_trl_config(cls: type, ours: dict[str, Any], trl_args: dict[str, Any]):
     TRL's own ValueErrors (bad combinations) become ConfigErrors.
     """
     names = {f.name for f in dataclasses.fields(cls)}
+    ours = _for_transformers_4(ours, names)
     trl_args = dict(trl_args)
     if isinstance(trl_args.get("model_init_kwargs"), dict):  # e.g. attn_implementation: merged with ours
         trl_args["model_init_kwargs"] = {**ours.get("model_init_kwargs", {}), **trl_args["model_init_kwargs"]}
@@ -146,6 +147,17 @@ def build_trl_config(cls: type, ours: dict[str, Any], trl_args: dict[str, Any]):
         return cls(**{**ours, **trl_args})
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{cls.__name__}: {exc}") from None
+
+
+def _for_transformers_4(ours: dict[str, Any], names: set[str]) -> dict[str, Any]:
+    """Our transformers-5 argument names, renamed where an older transformers (>= 4.56, allowed by TRL 1.16)
+    has only the old ones: ``gradient_checkpointing``, and ``warmup_ratio`` for a fractional warmup."""
+    ours = dict(ours)
+    if "activation_checkpointing" not in names and "activation_checkpointing" in ours:
+        ours["gradient_checkpointing"] = ours.pop("activation_checkpointing")
+    if "warmup_ratio" in names and 0 < ours.get("warmup_steps", 0) < 1:
+        ours["warmup_ratio"], ours["warmup_steps"] = ours["warmup_steps"], 0
+    return ours
 
 
 def lora_config(cfg: TrainCommon):

@@ -157,7 +157,14 @@ def build_grpo_trainer(cfg: RLStageConfig, checker, rt: Runtime | None = None):
     rt = rt or resolve_runtime(cfg, use_vllm=cfg.use_vllm)
     analyze = behaviour_counter() if cfg.behaviour_logging else None
     model_path = resolve_model_path(cfg.model)
-    args = build_trl_config(GRPOConfig, common_trl_kwargs(cfg, rt) | grpo_trl_kwargs(cfg), cfg.trl_args)
+    try:
+        args = build_trl_config(GRPOConfig, common_trl_kwargs(cfg, rt) | grpo_trl_kwargs(cfg), cfg.trl_args)
+    except ConfigError as exc:
+        if "divisible by num_generations" not in str(exc):
+            raise
+        raise ConfigError(f"{exc} A generation batch is per_device_train_batch_size x processes x "
+                          "steps_per_generation completions, i.e. whole groups of num_generations: e.g. set "
+                          f"per_device_train_batch_size={cfg.num_generations}") from None
     rows = load_rl_rows(cfg.prompts)
     rank = args.process_index
     reward = LoggedCorrectnessReward(

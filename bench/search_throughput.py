@@ -1,0 +1,142 @@
+"""Search throughput: how close the batched MCTS driver gets to raw batched ``generate``.
+
+One run, one model, the same prompts:
+  (a) ceiling    - every request the search made (same prompts, same sampling settings), replayed straight
+                   through ``policy.generate`` in full batches of ``batch_size`` sequences: no tree work, no
+                   checker, no partly filled waves;
+  (b) search     - ``run_search`` (what ``astro search`` runs) on N synthetic 2-step problems, early stop
+                   off so the work is fixed;
+  (c) sequential - the same MCTS one tree at a time, one request (one prompt, one sample) per backend call,
+                   as in peer code with batch size 1 (llm-reasoners' HF default), on the first problems.
+Throughput is generated tokens per wall second (prompt tokens are not counted). Model loading is excluded.
+Targets on the 2-core CPU machine: b/a >= 0.8 and b/c >= 4.
+
+Usage: python bench/search_throughput.py [--model smollm2-135m] [--problems 8] [--seq-problems 2]
+       [--threads 1] [--json out.json] [key=value SearchConfig overrides]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from collections import defaultdict
+
+from astro_reasoner.checking import Checker
+from astro_reasoner.config import load_config
+from astro_reasoner.data import synthesize
+from astro_reasoner.search import SearchConfig, run_search
+from astro_reasoner.types import GenParams
+
+DEFAULTS = ["iterations=2", "early_stop_correct=0", "early_stop_wrong=0"]
+
+
+class Recording:
+    """A Policy wrapper that records every request (prompt, sampling settings) and the tokens produced."""
+
+    def __init__(self, policy, one_by_one: bool = False):
+        self.policy, self.one_by_one = policy, one_by_one
+        self.name, self.deterministic = policy.name, policy.deterministic
+        self.requests: list[tuple[str, GenParams]] = []
+        self.calls = 0
+
+    def apply_chat_template(self, messages, continue_text=""):
+        return self.policy.apply_chat_template(messages, continue_text)
+
+    def count_tokens(self, text):
+        return self.policy.count_tokens(text)
+
+    def close(self):
+        pass
+
+    def generate(self, prompts, params):
+        self.requests += [(p, params) for p in prompts]
+        if not self.one_by_one:
+            self.calls += 1
+            return self.policy.generate(prompts, params)
+        out = []
+        for i, prompt in enumerate(prompts):  # sequential baseline: one prompt, one sample per call
+            row = []
+            for j in range(params.n):
+                seed = None if params.seed is None else params.seed + 1000 * i + j
+                row += self.policy.generate([prompt], dataclasses.replace(params, n=1, seed=seed))[0]
+                self.calls += 1
+            out.append(row)
+        return out
+
+
+def ceiling(policy, requests, batch_size: int) -> tuple[int, float, int]:
+    """Replay requests grouped by sampling settings, in full calls of ``batch_size`` sequences."""
+    groups: dict[GenParams, list[str]] = defaultdict(list)
+    for prompt, params in requests:
+        groups[dataclasses.replace(params, seed=None)].append(prompt)
+    tokens, seconds, calls = 0, 0.0, 0
+    for params, prompts in groups.items():
+        per_call = max(1, batch_size // params.n)
+        for k, start in enumerate(range(0, len(prompts), per_call)):
+            t0 = time.perf_counter()
+            out = policy.generate(prompts[start:start + per_call], dataclasses.replace(params, seed=k))
+            seconds += time.perf_counter() - t0
+            tokens += sum(c.tokens for row in out for c in row)
+            calls += 1
+    return tokens, seconds, calls
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--problems", type=int, default=8)
+    ap.add_argument("--seq-problems", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", default=None)
+    ap.add_argument("overrides", nargs="*")
+    args = ap.parse_args()
+    cfg = load_config(SearchConfig, None, DEFAULTS + args.overrides)
+    cfg = dataclasses.replace(cfg, max_active_trees=max(cfg.max_active_trees, args.problems))
+
+    from astro_reasoner.backends import make_backend
+
+    load0 = os.getloadavg()
+    policy = make_backend("hf", args.model, batch_size=cfg.batch_size, threads=args.threads)
+    problems = synthesize(steps=2, n=args.problems, seed=0)
+    res: dict = {"model": args.model, "threads": args.threads, "problems": args.problems,
+                 "config": dataclasses.asdict(cfg), "cpus": os.cpu_count()}
+    with Checker(workers=1) as checker, tempfile.TemporaryDirectory() as tmp:
+        rec = Recording(policy)
+        t0 = time.perf_counter()
+        summary = run_search(problems, rec, checker, cfg, os.path.join(tmp, "b"))
+        b_wall = time.perf_counter() - t0
+        b_tok = summary["this_run"]["generated_tokens"]
+        res["b_search"] = {"tokens": b_tok, "seconds": round(b_wall, 2), "calls": rec.calls,
+                           "tok_s": round(b_tok / b_wall, 2),
+                           "generate_seconds": round(summary["this_run"]["generate_seconds"], 2),
+                           "check_seconds": round(summary["this_run"]["check_seconds"], 2)}
+        a_tok, a_sec, a_calls = ceiling(policy, rec.requests, cfg.batch_size)
+        res["a_ceiling"] = {"tokens": a_tok, "seconds": round(a_sec, 2), "calls": a_calls,
+                            "tok_s": round(a_tok / a_sec, 2)}
+        seq = Recording(policy, one_by_one=True)
+        seq_cfg = dataclasses.replace(cfg, max_active_trees=1, leaves_per_tree=1, batch_size=1)
+        t0 = time.perf_counter()
+        s_sum = run_search(problems[:args.seq_problems], seq, checker, seq_cfg, os.path.join(tmp, "c"))
+        c_wall = time.perf_counter() - t0
+        c_tok = s_sum["this_run"]["generated_tokens"]
+        res["c_sequential"] = {"tokens": c_tok, "seconds": round(c_wall, 2), "calls": seq.calls,
+                               "tok_s": round(c_tok / c_wall, 2)}
+    res["b_over_a"] = round(res["b_search"]["tok_s"] / res["a_ceiling"]["tok_s"], 3)
+    res["b_over_c"] = round(res["b_search"]["tok_s"] / res["c_sequential"]["tok_s"], 3)
+    res["loadavg_start_end"] = [round(load0[0], 2), round(os.getloadavg()[0], 2)]
+    for key in ("a_ceiling", "b_search", "c_sequential"):
+        r = res[key]
+        print(f"{key:13s} {r['tokens']:7d} tokens {r['seconds']:8.1f} s {r['tok_s']:8.1f} tok/s {r['calls']:6d} calls")
+    print(f"b/a = {res['b_over_a']:.2f} (target >= 0.8)   b/c = {res['b_over_c']:.2f} (target >= 4)   "
+          f"load average start/end {res['loadavg_start_end']}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(res, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()
