@@ -26,8 +26,10 @@ $(SETUP_STAMP):
 # Test-only extras: the llama.cpp OpenAI-compatible server (compiled once, wheel cached) and Chromium.
 setup-test: setup
 	bash scripts/setup_test_extras.sh $(PY)
+	$(VENV)/bin/astro model prepare smollm2-135m
 
 demo: setup
+	$(VENV)/bin/astro model prepare smollm2-135m
 	$(VENV)/bin/astro demo
 
 test: setup-test

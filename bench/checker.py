@@ -90,7 +90,7 @@ def run_ours(pairs, workers, batch):
     with Checker(workers=workers) as checker:
         checker.check("1", "\\boxed{x}")  # waits for the worker processes to start
         pids = [w.pid for w in checker._get_pool().workers]
-        cpu0 = sum(map(_proc_cpu, pids)) - time.process_time()
+        cpu0 = sum(map(_proc_cpu, pids)) + time.process_time()
         t1 = time.perf_counter()
         verdicts = []
         for i in range(0, len(pairs), batch):

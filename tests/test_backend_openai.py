@@ -81,6 +81,18 @@ def test_n_ignored_falls_back_to_separate_seeded_requests_and_is_remembered(clie
     assert [r["n"] for r in srv.requests] == [1, 1, 1, 1]  # no more n=2 attempts once the server showed it
 
 
+def test_n_rejected_falls_back_to_separate_requests(client_for):
+    def old_llama_server(body, count):
+        if body["n"] > 1:
+            return 400, {"error": {"message": "Only one completion choice is allowed"}}
+        return ok(body, count)
+
+    with ScriptedServer(old_llama_server) as srv:
+        (comps,), = [client_for(srv.url).generate(["hi"], GenParams(n=2, max_tokens=3, seed=1))]
+    assert len(comps) == 2 and [r["n"] for r in srv.requests] == [2, 1, 1]
+    assert [r["seed"] for r in srv.requests[1:]] == [1, stable_seed(1, 1)]
+
+
 def test_token_id_prompts_and_top_k_rejected_fall_back_to_what_the_server_takes(client_for, tiny_model_dir):
     def llama_cpp_like(body, count):
         if not isinstance(body["prompt"], str):

@@ -176,3 +176,21 @@ def test_cli_check(capsys, tmp_path):
     assert main(["check", "-g", "13", "--file", str(f)]) == 0
     assert "verdict:   wrong" in capsys.readouterr().out
     assert main(["check", "-g", "13"]) == 2  # neither --completion nor --file
+
+
+@pytest.mark.parametrize("gold, answer, apart", [
+    ("2", "3", True), ("\\sqrt{2}", "1.5", True), ("\\infty", "5", False), ("\\frac{14}{3}", "2\\sqrt{3}", True),
+    ("50", "50\\%", False),  # math-verify equates a percentage with its number
+    ("\\frac{1}{3}", "0.333333", False),  # ... and rounds floats to 6 decimals
+    ("\\frac{\\sqrt{2}}{2}", "\\frac{1}{\\sqrt{2}}", False), ("x + 1", "5", False), ("(1, 2)", "(2, 1)", False),
+    ("\\text{A}", "\\text{B}", False), ("x = 5", "5", False),
+])
+def test_numeric_shortcut_only_decides_what_math_verify_would_reject(gold, answer, apart):
+    from math_verify import parse, verify
+
+    from astro_reasoner.checking._worker import _surely_different
+
+    g, a = parse(f"${gold}$"), parse(f"${answer}$")
+    assert _surely_different(g, a) is apart
+    if apart:
+        assert not verify(g, a)

@@ -63,3 +63,27 @@ def test_smollm2_eval_real_benchmarks_survives_sigkill(data_dir, tmp_path):
     assert all(r["verdict"] in ("correct", "wrong", "unparseable") for r in recs)
     print(f"\nSmolLM2 eval: 12 samples, killed after {killed_at}, total wall {wall:.0f}s; "
           + ", ".join(f"{d} pass@1={m['pass@1']:.2f}" for d, m in summary["datasets"].items()))
+
+
+@pytest.mark.server
+def test_eval_through_a_llama_cpp_server(tmp_path):
+    """The same command with ``--backend openai`` against a real OpenAI-compatible server (llama.cpp)."""
+    pytest.importorskip("llama_cpp", reason="install llama-cpp-python[server] to run the server tests")
+    from backend_helpers import llama_cpp_server, smollm2_gguf
+
+    from astro_reasoner.cli import main
+    from astro_reasoner.data import synthesize, write_problems
+
+    synth = tmp_path / "synth2.jsonl"
+    write_problems(synth, synthesize(steps=2, n=2, seed=1))
+    out = tmp_path / "eval-openai"
+    with llama_cpp_server(smollm2_gguf(), tmp_path / "server.log") as url:
+        argv = ["eval", "--model", "smollm2-135m", "--backend", "openai", "-b", f"base_url={url}", "-b",
+                "concurrency=2", "--datasets", str(synth), "--n", "2", "--k", "2", "--out", str(out),
+                "max_tokens=32", "few_shot=1", "bootstrap=100"]
+        assert main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["backend"] == "openai" and summary["datasets"]["synth2"]["samples"] == 4
+    recs = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
+    assert len(recs) == 4 and all(0 < r["tokens"] <= 32 for r in recs)
+    assert len({r["text"] for r in recs}) > 1  # sampled, not one answer copied

@@ -20,7 +20,10 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture(scope="module")
 def browser():
-    pytest.importorskip("selenium", reason="pip install selenium (browser tests)")
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        pytest.fail("selenium is missing: pip install selenium (the test extras install it)")
     if not shutil.which("chromium") or not shutil.which("chromedriver"):
         pytest.fail("chromium/chromedriver missing: apt-get install chromium chromium-driver "
                     "(scripts/setup_test_extras.sh does it)")

@@ -10,6 +10,7 @@ import sys
 
 import typer
 
+from .backends import cli as backends_cli
 from .checking import cli as checking_cli
 from .clone import cli as clone_cli
 from .data import cli as data_cli
@@ -44,7 +45,7 @@ def version() -> None:
     print(__version__)
 
 
-for _module in (data_cli, checking_cli, search_cli, clone_cli, train_cli, evaluate_cli, viz_cli, pipeline_cli):
+for _module in (data_cli, checking_cli, backends_cli, search_cli, clone_cli, train_cli, evaluate_cli, viz_cli, pipeline_cli):
     _module.register(app)
 
 

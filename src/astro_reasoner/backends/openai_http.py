@@ -142,6 +142,9 @@ class OpenAIBackend:
             try:
                 data = self._post(server, body, prompt, ids)
             except _RequestFailed as exc:
+                if n > 1 and exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
+                    exc.server.multi_n = False  # e.g. older llama.cpp: "Only one completion choice is allowed"
+                    return []  # the caller asks again, one sample per request
                 if exc.status is not None and exc.status not in _RETRY_STATUS:
                     raise BackendError(f"{exc.server.url}/completions rejected the request "
                                        f"(HTTP {exc.status}): {exc.cause}") from None

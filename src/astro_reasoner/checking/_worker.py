@@ -120,7 +120,7 @@ def _checker(timeout: int):
             if not pred:
                 return "unparseable", "math-verify could not parse the answer"
             if apart(gold, pred):
-                return "wrong", "math-verify parse, numeric"
+                return "wrong", "math-verify parse + numeric difference"
             ok = verify(gold, pred, timeout_seconds=timeout)  # gold first: verify is not symmetric
             return ("correct" if ok else "wrong"), "math-verify"
         except MemoryError:

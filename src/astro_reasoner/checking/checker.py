@@ -7,7 +7,8 @@ math-verify except where math-verify is wrong, see BENCHMARKS.md):
    against the same gold over and over;
 3. equal normal forms -> CORRECT (``\\dfrac{1}{2}`` vs ``\\frac{1}{2}``, ``$1000$`` vs ``1000``);
 4. both plain numbers -> compare exactly ("1,000" = "1000.0" = "\\$1000"); two different integers -> WRONG;
-5. otherwise math-verify (gold first) in a worker process, under a hard deadline.
+5. otherwise math-verify (gold first) in a worker process, under a hard deadline; there, two constants whose
+   values clearly differ are WRONG without math-verify's costly ``simplify`` (see ``_worker._numerically_apart``).
 
 Caches live on the instance (no module state): each process, or each user, makes its own Checker.
 """
@@ -21,6 +22,7 @@ import weakref
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 from ..types import Verdict
@@ -172,7 +174,10 @@ class Checker:
         if g is not None and a is not None:
             if g == a:
                 return Verdict.CORRECT, "numeric"
-            if g.denominator == 1 and a.denominator == 1:  # non-integers may still match after rounding
+            # Integers compare exactly; math-verify rounds floats to 6 decimals (0.333333 = 1/3), so other
+            # numbers are WRONG here only when they clearly differ.
+            if g.denominator == a.denominator == 1 or abs(g - a) > max(Fraction(1, 10**5), abs(g) / 10**12,
+                                                                        abs(a) / 10**12):
                 return Verdict.WRONG, "numeric"
         if len(answer) > max(self.max_answer_chars, 4 * len(gold)):
             return Verdict.WRONG, f"answer longer than {self.max_answer_chars} characters"
@@ -207,7 +212,7 @@ class Checker:
                 keys = list(pending)
                 for key, (verdict, reason) in zip(keys, self._get_pool().run([raw[k] for k in keys])):
                     result = (Verdict(verdict), reason)
-                    self.stats["timeout" if reason.startswith("timeout") else "math-verify"] += 1
+                    self.stats["timeout" if reason.startswith("timeout") else reason] += 1
                     self._remember(key, result)
                     for i in pending[key]:
                         out[i] = result

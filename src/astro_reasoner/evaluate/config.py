@@ -41,7 +41,7 @@ class EvalConfig:
     system: str | None = SYSTEM_PROMPT
     instruction: str = STEP_INSTRUCTION  # must contain {problem}
     few_shot: int = 0
-    seed: int = 0  # sampling seeds are stable_seed(seed, dataset, problem id, sample index)
+    seed: int = 0  # each backend call samples with stable_seed(seed, dataset, first problem id, first sample)
     bootstrap: int = 1000  # bootstrap resamples for the 95 % interval of pass@1 (0: no interval)
     batch_size: int = 8  # problems per backend call (each with its missing samples)
     checker_workers: int | None = None  # process-pool size of the answer checker (None: its default)

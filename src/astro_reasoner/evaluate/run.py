@@ -3,7 +3,9 @@
 Output directory:
 - ``samples.jsonl``: one record per (dataset, problem, sample), appended and fsynced as each backend call
   finishes. A re-run reads it, drops a torn last line, and generates only the missing samples (raising ``n``
-  or adding datasets later only adds samples).
+  or adding datasets later only adds samples). Each call's seed is ``stable_seed(seed, dataset, first
+  problem id of the call, first missing sample index)``; the hf backend is deterministic for a given seed and
+  batch, so a resumed run may draw other (equally distributed) samples than an uninterrupted one would.
 - ``eval_config.json``: the model and the generation settings of the samples on disk; a re-run with other
   generation settings is refused rather than mixing two distributions in one file.
 - ``summary.json`` and ``summary.md``: metrics per dataset and overall (pooled over all problems).
@@ -222,17 +224,31 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _versions() -> dict[str, str]:
+    """Versions that change scores: ours and the answer checker's (peers.md §13.4: a versioned checker)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for dist in ("astro-reasoner", "math-verify", "transformers"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
 def run_eval(policy, cfg: EvalConfig, out_dir: str | Path, checker=None, *, model: str | None = None,
-             progress: bool = True) -> dict[str, Any]:
+             problems: dict[str, list[Problem]] | None = None, progress: bool = True) -> dict[str, Any]:
     """Evaluate ``policy`` (any :class:`~astro_reasoner.backends.base.Policy`) as ``cfg`` says, into
     ``out_dir``; resumes an interrupted run there. ``model`` names what is evaluated (default: the backend's
-    model path or name); a resumed run must name the same. Returns the summary (also in summary.json)."""
+    model path or name); a resumed run must name the same. ``problems``: the datasets already loaded by
+    :func:`load_datasets` (else loaded here). Returns the summary (also in summary.json)."""
     cfg.validate()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = model or str(getattr(policy, "model_path", None) or policy.name)
+    problems = problems if problems is not None else load_datasets(cfg)  # before anything is written
     _check_resume(out, cfg, model)
-    problems = load_datasets(cfg)
     own = checker is None
     if own:
         from ..checking import Checker
@@ -248,7 +264,7 @@ def run_eval(policy, cfg: EvalConfig, out_dir: str | Path, checker=None, *, mode
         if own:
             checker.close()
     summary = {"model": model, "backend": policy.name, "n": cfg.n, **summary, "config": config_to_dict(cfg),
-               "run": {**stats, "wall_seconds": round(time.time() - t0, 2)}}
+               "versions": _versions(), "run": {**stats, "wall_seconds": round(time.time() - t0, 2)}}
     write_json(out / SUMMARY, summary)
     write_text_atomic(out / SUMMARY_MD, summary_markdown(summary))
     return summary
@@ -261,8 +277,10 @@ def evaluate_model(model: str, cfg: EvalConfig, out_dir: str | Path, *, backend:
     name for ``openai``), run :func:`run_eval`, and close the backend."""
     from ..backends import make_backend
 
+    cfg.validate()
+    problems = load_datasets(cfg)  # a bad dataset spec fails in a second, before a model loads
     policy = make_backend(backend, model, **(backend_options or {}))
     try:
-        return run_eval(policy, cfg, out_dir, checker, model=model, progress=progress)
+        return run_eval(policy, cfg, out_dir, checker, model=model, problems=problems, progress=progress)
     finally:
         policy.close()
