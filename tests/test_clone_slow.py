@@ -12,7 +12,6 @@ PROBLEMS = [
     ("e0", "What is 3 + 5?", "8"),
     ("e1", "Tom has 4 apples and buys 3 more. How many apples does Tom have now?", "7"),
     ("e2", "What is 6 + 2?", "8"),
-    ("e3", "Anna has 9 pencils and gives 4 to a friend. How many pencils does Anna have left?", "5"),
 ]
 
 
@@ -26,8 +25,8 @@ def test_clone_trees_from_a_real_smollm2_search(tmp_path):
     from astro_reasoner.search.run import run_search
 
     problems = [Problem(id=i, problem=p, answer=a) for i, p, a in PROBLEMS]
-    scfg = build_config(SearchConfig, {"iterations": 4, "k": 3, "rollouts": 2, "early_stop_wrong": 2,
-                                       "max_rollout_tokens": 128})
+    scfg = build_config(SearchConfig, {"iterations": 2, "k": 2, "rollouts": 2, "early_stop_wrong": 2,
+                                       "max_step_tokens": 48, "max_rollout_tokens": 96})
     policy = make_backend("hf", "smollm2-135m", batch_size=scfg.batch_size)
     try:
         with Checker(workers=1) as checker:

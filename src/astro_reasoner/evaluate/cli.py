@@ -84,7 +84,7 @@ def training_command(
     res = training_report(metrics, out)
     for key, s in res["series"].items():
         typer.echo(f"{s['label']}: step {s['first'][0]} {s['first'][1]:.3g} -> step {s['last'][0]} "
-                   f"{s['last'][1]:.3g} ({s['points']} points)")
+                   f"{s['last'][1]:.3g} ({s['points']} point{'' if s['points'] == 1 else 's'})")
     typer.echo(f"wrote {out}")
 
 

@@ -76,7 +76,17 @@ def training_curves(rows: Sequence[Mapping[str, Any]], series: Sequence[tuple[st
     fig, axes = plt.subplots(nrows, cols, figsize=(5.2 * cols, 3.2 * nrows), squeeze=False)
     for ax, (key, label) in zip(axes.flat, series):
         pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o" if len(pts) < 40 else None, ms=3)
+        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+        if len(pts) >= 20:  # RL curves are noisy: raw values faint, a centred moving average on top
+            import numpy as np
+
+            w = max(3, len(pts) // 20)
+            smooth = np.convolve(ys, np.ones(w) / w, mode="valid")
+            ax.plot(xs, ys, alpha=0.3, lw=0.8)
+            ax.plot(xs[w // 2:w // 2 + len(smooth)], smooth, lw=1.6, color="C0", label=f"moving mean ({w})")
+            ax.legend(fontsize=7)
+        else:
+            ax.plot(xs, ys, marker="o", ms=3)
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("RL step")
         ax.grid(alpha=0.3)
