@@ -104,7 +104,8 @@ def run_ours(pairs, workers, batch):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "math500.jsonl"))
-    ap.add_argument("--workers", type=int, default=None, help="checker worker processes (default: cores, <= 4)")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="checker worker processes (default: half the cores, 1-4)")
     ap.add_argument("--stream", type=int, default=2000, help="checks in the search-like stream")
     ap.add_argument("--batch", type=int, default=64, help="pairs per check_batch call")
     ap.add_argument("--repeat", type=int, default=2, help="rounds per workload; the best round counts")

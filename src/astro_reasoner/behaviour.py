@@ -20,14 +20,13 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
-from importlib import resources
-from pathlib import Path
 
-import yaml
+from .phrases import CUE_KINDS, PHRASE_KINDS, Phrases, load_phrases, phrase_file_stamp
+
+__all__ = ["ROOT", "Backtrack", "Behaviour", "Event", "Patterns", "Phrases", "analyze_behaviour", "load_patterns",
+           "load_phrases", "resolve_target", "similarity"]
 
 ROOT = -1
-PHRASE_KINDS = ("reflection", "backtrack", "backtrack_root", "self_check")
-_CUE_KINDS = ("reflect", "mistake", "check", "confirm", "backtrack", "restart", "filler")
 
 _PARAGRAPH = re.compile(r"\n[ \t]*\n\s*")
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|[ \t]*\n\s*")
@@ -38,80 +37,6 @@ _STOP = frozenset(
     "a an the we i you it its is are was were be been to of and or so that this then there here which where "
     "what when let lets s us our my me have had has with for from by as at on in into can will would should "
     "now first next just".split())
-
-
-@dataclass(frozen=True)
-class Phrases:
-    """The phrase banks of ``phrases.yaml`` (rendering) and its ``patterns`` section (counting)."""
-
-    reflection: tuple[str, ...]
-    backtrack: tuple[str, ...]
-    backtrack_root: tuple[str, ...]
-    self_check: tuple[str, ...]
-    bare: dict[str, str]
-    patterns: dict[str, tuple[str, ...]]
-    source: str = ""
-
-
-def _phrases_error(where: str, msg: str) -> ValueError:
-    from .config import ConfigError
-
-    return ConfigError(f"{where}: {msg}; see the comments at the top of the packaged phrases.yaml")
-
-
-def _stamp(path: str | None) -> int:
-    """Modification time of a phrase file, part of the cache key so an edited file is read again."""
-    return Path(path).stat().st_mtime_ns if path is not None and Path(path).exists() else 0
-
-
-def load_phrases(path: str | None = None) -> Phrases:
-    """Read and check a phrase file (default: the packaged ``phrases.yaml``)."""
-    return _load_phrases(None if path is None else str(path), _stamp(path))
-
-
-@functools.lru_cache(maxsize=16)
-def _load_phrases(path: str | None, _mtime: int) -> Phrases:
-    if path is None:
-        text = resources.files("astro_reasoner").joinpath("phrases.yaml").read_text(encoding="utf-8")
-        where = "phrases.yaml (packaged)"
-    else:
-        p = Path(path)
-        if not p.exists():
-            raise _phrases_error(str(p), "phrase file not found")
-        text, where = p.read_text(encoding="utf-8"), str(p)
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise _phrases_error(where, f"not valid YAML ({exc})") from None
-    banks: dict[str, tuple[str, ...]] = {}
-    for kind in PHRASE_KINDS:
-        bank = data.get(kind)
-        if not isinstance(bank, list) or not bank or not all(isinstance(s, str) and s.strip() for s in bank):
-            raise _phrases_error(where, f"'{kind}' must be a non-empty list of phrases")
-        for s in bank:
-            if "\n\n" in s:
-                raise _phrases_error(where, f"phrase {s!r} contains a blank line (it would split a step)")
-            if kind == "backtrack" and "\"{step}\"" not in s:
-                raise _phrases_error(where, f"backtrack phrase {s!r} needs the quoted slot \"{{step}}\"")
-        banks[kind] = tuple(s.strip() for s in bank)
-    bare = data.get("bare") or {}
-    if not isinstance(bare, dict) or set(bare) != set(PHRASE_KINDS):
-        raise _phrases_error(where, f"'bare' must map exactly {', '.join(PHRASE_KINDS)} to markers")
-    if "\"{step}\"" not in (bare["backtrack"] or ""):
-        raise _phrases_error(where, "bare.backtrack needs the quoted slot \"{step}\"")
-    pats = data.get("patterns") or {}
-    patterns: dict[str, tuple[str, ...]] = {}
-    for kind in _CUE_KINDS:
-        items = pats.get(kind) or []
-        if not isinstance(items, list):
-            raise _phrases_error(where, f"patterns.{kind} must be a list of regexes")
-        for rx in items:
-            try:
-                re.compile(rx)
-            except re.error as exc:
-                raise _phrases_error(where, f"patterns.{kind}: bad regex {rx!r} ({exc})") from None
-        patterns[kind] = tuple(items)
-    return Phrases(**banks, bare={k: str(v or "") for k, v in bare.items()}, patterns=patterns, source=where)
 
 
 @dataclass(frozen=True)
@@ -130,13 +55,13 @@ def _exact_pattern(sentence: str) -> re.Pattern:
 
 def load_patterns(path: str | None = None, min_score: float = 0.4) -> Patterns:
     """The counter's default patterns, derived from the same file as the phrase banks."""
-    return _load_patterns(None if path is None else str(path), _stamp(path), min_score)
+    return _load_patterns(None if path is None else str(path), phrase_file_stamp(path), min_score)
 
 
 @functools.lru_cache(maxsize=16)
 def _load_patterns(path: str | None, _mtime: int, min_score: float) -> Patterns:
     ph = load_phrases(path)
-    cues = {k: tuple(re.compile(rx, re.IGNORECASE) for rx in ph.patterns[k]) for k in _CUE_KINDS}
+    cues = {k: tuple(re.compile(rx, re.IGNORECASE) for rx in ph.patterns[k]) for k in CUE_KINDS}
     flags_of = {"reflection": frozenset({"reflect", "mistake"}), "self_check": frozenset({"check", "confirm"}),
                 "backtrack": frozenset({"backtrack"}), "backtrack_root": frozenset({"restart"})}
     exact: list[tuple[frozenset, re.Pattern]] = []
