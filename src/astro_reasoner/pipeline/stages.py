@@ -190,6 +190,9 @@ class _Builder:
             model_dir = Path(stage_stats(inputs[f"rl-{mode}"])["checkpoint"])
             ckpts = sorted((p for p in model_dir.glob("checkpoint-*") if p.is_dir()),
                            key=lambda p: int(re.sub(r"\D", "", p.name) or 0))
+            final_step = stage_stats(inputs[f"rl-{mode}"]).get("steps")
+            # the last checkpoint is the final model, which eval-rl-<mode> evaluates already
+            ckpts = [c for c in ckpts if int(re.sub(r"\D", "", c.name) or 0) != final_step]
             tokens = prompt_tokens = 0
             for ck in ckpts:
                 st = self._evaluate(str(ck), out / ck.name)
