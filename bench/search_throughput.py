@@ -116,9 +116,11 @@ def main() -> None:
                            "tok_s": round(b_tok / b_wall, 2), "tok_cpu_s": round(b_tok / b_cpu, 2),
                            "generate_seconds": round(summary["this_run"]["generate_seconds"], 2),
                            "check_seconds": round(summary["this_run"]["check_seconds"], 2)}
+        print("b_search", res["b_search"], flush=True)  # long runs: show each phase as it ends
         a_tok, a_sec, a_calls, a_cpu = ceiling(policy, rec.requests, cfg.batch_size)
         res["a_ceiling"] = {"tokens": a_tok, "seconds": round(a_sec, 2), "calls": a_calls,
                             "tok_s": round(a_tok / a_sec, 2), "tok_cpu_s": round(a_tok / a_cpu, 2)}
+        print("a_ceiling", res["a_ceiling"], flush=True)
         seq = Recording(policy, one_by_one=True)
         seq_cfg = dataclasses.replace(cfg, max_active_trees=1, leaves_per_tree=1, batch_size=1)
         t0, c0 = time.perf_counter(), time.process_time()
