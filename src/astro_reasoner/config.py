@@ -107,19 +107,27 @@ def build_config(cls: type[T], values: dict[str, Any] | None = None, *, where: s
     return cfg
 
 
+def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """A YAML file whose top level is a mapping (an empty file is ``{}``); errors say which file and why."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{what} {path} not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | dict | None = None,
                 *, section: str | None = None) -> T:
     """defaults < YAML file (optionally one ``section`` of it) < overrides, then ``validate()``."""
     values: dict[str, Any] = {}
     where = cls.__name__
     if path:
-        path = Path(path)
-        if not path.exists():
-            raise ConfigError(f"config file {path} not found")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        data = read_yaml_mapping(path)
         if section is not None:
             data = data.get(section) or {}
         if not isinstance(data, dict):

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from ..config import ConfigError, build_config
+from ..config import ConfigError, build_config, read_yaml_mapping
 
 SECTIONS = ("search", "clone", "sft", "rl_filter", "rl", "eval", "report")
 
@@ -78,15 +78,7 @@ def load_pipeline_config(path: str | Path | None, overrides: list[str] | None = 
     """Read a pipeline YAML and apply ``section.key=value`` overrides (e.g. ``search.iterations=8``)."""
     raw: dict[str, Any] = {}
     if path:
-        path = Path(path)
-        if not path.exists():
-            raise ConfigError(f"pipeline config {path} not found")
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level")
+        raw = read_yaml_mapping(path, "pipeline config")
     for item in overrides or ():
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key=value (e.g. search.iterations=8)")
