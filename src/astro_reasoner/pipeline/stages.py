@@ -157,7 +157,7 @@ class _Builder:
             return {"checkpoint": ckpt, **_train_accounting(Path(ckpt))}
         return run
 
-    def eval(self, model_of: str | None):
+    def evaluate_stage(self, model_of: str | None):
         """Evaluate the base model (``model_of=None``) or the checkpoint of the named stage."""
         def run(out: Path, inputs: dict[str, Path]) -> dict[str, Any]:
             model = self.cfg.model if model_of is None else stage_stats(inputs[model_of])["checkpoint"]
@@ -300,11 +300,11 @@ def build_graph(cfg: PipelineConfig) -> StageGraph:
                   f"GRPO, {mode} (ASTRO §3.4)"),
         ]
     ev = {"eval": sec("eval"), "extra": cfg.data.eval, **common}
-    stages.append(Stage("eval-base", b.eval(None), ("data",), ev, "evaluate the base model"))
+    stages.append(Stage("eval-base", b.evaluate_stage(None), ("data",), ev, "evaluate the base model"))
     for mode in cfg.modes:
-        stages.append(Stage(f"eval-sft-{mode}", b.eval(f"sft-{mode}"), ("data", f"sft-{mode}"), ev,
+        stages.append(Stage(f"eval-sft-{mode}", b.evaluate_stage(f"sft-{mode}"), ("data", f"sft-{mode}"), ev,
                             f"evaluate {mode}-SFT"))
-        stages.append(Stage(f"eval-rl-{mode}", b.eval(f"rl-{mode}"), ("data", f"rl-{mode}"), ev,
+        stages.append(Stage(f"eval-rl-{mode}", b.evaluate_stage(f"rl-{mode}"), ("data", f"rl-{mode}"), ev,
                             f"evaluate {mode}-RL"))
         if cfg.eval_rl_checkpoints:
             stages.append(Stage(f"eval-rl-{mode}-checkpoints", b.eval_checkpoints(mode), ("data", f"rl-{mode}"),
