@@ -4,6 +4,9 @@ One run, one model, the same prompts:
   (a) ceiling    - every request the search made (same prompts, same sampling settings), replayed straight
                    through ``policy.generate`` in full batches of ``batch_size`` sequences: no tree work, no
                    checker, no partly filled waves;
+  (a0) raw       - the same replay through plain transformers ``generate`` (the hf backend with
+                   ``decoding=generate``), to show what the default decoding (shared prefill + compaction)
+                   gains over it;
   (b) search     - ``run_search`` (what ``astro search`` runs) on N synthetic 2-step problems, early stop
                    off so the work is fixed;
   (c) sequential - the same MCTS one tree at a time, one request (one prompt, one sample) per backend call,
@@ -13,7 +16,7 @@ process (robust to other jobs sharing the machine). Model loading is excluded.
 Targets on the 2-core CPU machine: b/a >= 0.8 and b/c >= 4.
 
 Usage: python bench/search_throughput.py [--model smollm2-135m] [--problems 8] [--seq-problems 2]
-       [--threads 1] [--json out.json] [key=value SearchConfig overrides]
+       [--threads 1] [--decoding auto] [--no-raw] [--json out.json] [key=value SearchConfig overrides]
 """
 
 from __future__ import annotations
@@ -93,6 +96,8 @@ def main() -> None:
     ap.add_argument("--problems", type=int, default=8)
     ap.add_argument("--seq-problems", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--decoding", default="auto", help="hf backend decoding mode for (a), (b), (c)")
+    ap.add_argument("--no-raw", action="store_true", help="skip (a0), the plain-generate replay")
     ap.add_argument("--json", default=None)
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
@@ -102,10 +107,10 @@ def main() -> None:
     from astro_reasoner.backends import make_backend
 
     load0 = os.getloadavg()
-    policy = make_backend("hf", args.model, batch_size=cfg.batch_size, threads=args.threads)
+    policy = make_backend("hf", args.model, batch_size=cfg.batch_size, threads=args.threads, decoding=args.decoding)
     problems = synthesize(steps=2, n=args.problems, seed=0)
     res: dict = {"model": args.model, "threads": args.threads, "problems": args.problems,
-                 "config": dataclasses.asdict(cfg), "cpus": os.cpu_count()}
+                 "config": dataclasses.asdict(cfg), "cpus": os.cpu_count(), "decoding": policy.decoding}
     with Checker(workers=1) as checker, tempfile.TemporaryDirectory() as tmp:
         rec = Recording(policy)
         t0, c0 = time.perf_counter(), time.process_time()
@@ -121,6 +126,14 @@ def main() -> None:
         res["a_ceiling"] = {"tokens": a_tok, "seconds": round(a_sec, 2), "calls": a_calls,
                             "tok_s": round(a_tok / a_sec, 2), "tok_cpu_s": round(a_tok / a_cpu, 2)}
         print("a_ceiling", res["a_ceiling"], flush=True)
+        if not args.no_raw:
+            raw = make_backend("hf", args.model, batch_size=cfg.batch_size, threads=args.threads,
+                               decoding="generate")
+            r_tok, r_sec, r_calls, r_cpu = ceiling(raw, rec.requests, cfg.batch_size)
+            raw.close()
+            res["a0_raw_generate"] = {"tokens": r_tok, "seconds": round(r_sec, 2), "calls": r_calls,
+                                      "tok_s": round(r_tok / r_sec, 2), "tok_cpu_s": round(r_tok / r_cpu, 2)}
+            print("a0_raw_generate", res["a0_raw_generate"], flush=True)
         seq = Recording(policy, one_by_one=True)
         seq_cfg = dataclasses.replace(cfg, max_active_trees=1, leaves_per_tree=1, batch_size=1)
         t0, c0 = time.perf_counter(), time.process_time()
@@ -132,14 +145,22 @@ def main() -> None:
     for unit in ("tok_s", "tok_cpu_s"):  # wall-clock and per CPU-second of this process (load-robust)
         res[f"b_over_a_{unit}"] = round(res["b_search"][unit] / res["a_ceiling"][unit], 3)
         res[f"b_over_c_{unit}"] = round(res["b_search"][unit] / res["c_sequential"][unit], 3)
+        if "a0_raw_generate" in res:
+            res[f"b_over_a0_{unit}"] = round(res["b_search"][unit] / res["a0_raw_generate"][unit], 3)
     res["loadavg_start_end"] = [round(load0[0], 2), round(os.getloadavg()[0], 2)]
-    for key in ("a_ceiling", "b_search", "c_sequential"):
+    for key in ("a0_raw_generate", "a_ceiling", "b_search", "c_sequential"):
+        if key not in res:
+            continue
         r = res[key]
-        print(f"{key:13s} {r['tokens']:7d} tokens {r['seconds']:8.1f} s {r['tok_s']:8.1f} tok/s "
+        print(f"{key:15s} {r['tokens']:7d} tokens {r['seconds']:8.1f} s {r['tok_s']:8.1f} tok/s "
               f"{r['tok_cpu_s']:8.1f} tok/cpu-s {r['calls']:6d} calls")
     for unit in ("tok_s", "tok_cpu_s"):
         print(f"[{unit}] b/a = {res[f'b_over_a_{unit}']:.2f} (target >= 0.8)   "
               f"b/c = {res[f'b_over_c_{unit}']:.2f} (target >= 4)")
+    if "a0_raw_generate" in res:
+        res["a_over_a0_tok_cpu_s"] = round(res["a_ceiling"]["tok_cpu_s"] / res["a0_raw_generate"]["tok_cpu_s"], 3)
+        print(f"[tok_cpu_s] {policy.decoding} decoding / plain generate = {res['a_over_a0_tok_cpu_s']:.2f}; "
+              f"b/a0 = {res['b_over_a0_tok_cpu_s']:.2f}")
     print(f"load average start/end {res['loadavg_start_end']}")
     if args.json:
         with open(args.json, "w") as fh:

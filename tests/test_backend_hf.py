@@ -3,6 +3,7 @@ reach into the prompt, result order after length-sorting and chunking, and BOS h
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 
 from astro_reasoner.backends import HFBackend, make_backend
 from astro_reasoner.backends.hf import _StopOnStrings
+from astro_reasoner.backends.hf_decode import _nucleus, prefill
 from astro_reasoner.backends.tokenizing import PromptTokenizer
 from astro_reasoner.types import GenParams
 
@@ -49,7 +51,9 @@ def test_logprob_sum_is_the_raw_model_logprob_of_the_sampled_tokens(tiny):
     assert hot.logprob_sum < 0 and math.isfinite(hot.logprob_sum)
 
 
-def test_eos_ends_a_row_and_is_counted_but_not_returned(tiny, monkeypatch):
+def test_eos_ends_a_row_and_is_counted_but_not_returned(tiny_model_dir, monkeypatch):
+    # on the plain-generate path; the other decoding modes are compared with it token for token below
+    tiny = make_backend("hf", str(tiny_model_dir), batch_size=3, decoding="generate")
     calls = []
     real_generate = tiny.model.generate
 
@@ -140,3 +144,121 @@ def test_chat_template_option_overrides(tiny_model_dir, tmp_path):
     template.write_text("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}assistant: ")
     policy = make_backend("hf", str(tiny_model_dir), chat_template=str(template))
     assert policy.apply_chat_template([{"role": "user", "content": "hi"}], "x") == "user: hi\nassistant: x"
+
+
+def _sharpen(model) -> None:
+    """Random weights with std 0.3: the tiny model's default init gives near-uniform outputs that repeat the
+    last prompt token and barely depend on positions, which would hide a wrong cache or position id."""
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.copy_(torch.randn(p.shape, generator=generator) * 0.3)
+
+
+def test_every_decoding_mode_gives_the_greedy_outputs_of_plain_generate(tiny_model_dir):
+    """Shared prefill (+ our compacting decode loop) vs plain ``generate``: the same text, tokens and
+    log-probs -- prompts of different lengths sharing a long prefix, a prompt that is a prefix of another,
+    chunks that split a prompt's samples, and rows that end at different steps (so finished rows are
+    dropped from the batch mid-way)."""
+    modes = {m: make_backend("hf", str(tiny_model_dir), batch_size=5, decoding=m)
+             for m in ("compact", "shared-prefill", "generate")}
+    assert make_backend("hf", str(tiny_model_dir)).decoding == "compact"  # the default for a Llama
+    plain = modes["generate"]
+    _sharpen(plain.model)
+    for m in modes.values():
+        m.model = plain.model
+        m.eos_ids = set()
+    prompts = [PROMPT, PROMPT + " 12 apples", PROMPT + " 12", "Tom has 3 boxes", PROMPT]
+    params = GenParams(n=3, max_tokens=12, temperature=0.0)
+    # end rows at different steps: EOS = a token each prompt's greedy output emits at step 3-6, and a stop
+    # string that one row writes
+    ends = {_greedy_ids(plain, p, 8)[1][2 + i % 4] for i, p in enumerate(prompts)}
+    stop = plain.generate([prompts[1]], params)[0][0].text[3:5]
+    for m in modes.values():
+        m.eos_ids = ends
+    for p in (params, dataclasses.replace(params, stop=(stop,))):
+        expected = plain.generate(prompts, p)
+        assert len({c.tokens for row in expected for c in row}) > 2  # rows really end at different steps
+        for mode in ("compact", "shared-prefill"):
+            for row_a, row_b in zip(modes[mode].generate(prompts, p), expected):
+                for x, y in zip(row_a, row_b):
+                    assert (x.text, x.tokens, x.finish_reason, x.prompt_tokens) == \
+                        (y.text, y.tokens, y.finish_reason, y.prompt_tokens), mode
+                    assert math.isclose(x.logprob_sum, y.logprob_sum, rel_tol=1e-4, abs_tol=1e-3)
+    shared = modes["compact"]
+    shared.eos_ids = set()
+    # the shared path really shares: one prefix row, then one row per distinct prompt, never one per sample
+    seen = []
+    real_forward = shared.model.forward
+
+    def spy(*args, **kwargs):  # every forward pass: the two prefill passes, then generate's decode steps
+        seen.append(tuple(kwargs["input_ids"].shape))
+        return real_forward(*args, **kwargs)
+
+    shared.model.forward = spy
+    try:
+        shared.batch_size = 6
+        shared.generate([PROMPT + " 12 apples", PROMPT + " 3 boxes"], GenParams(n=3, max_tokens=2, temperature=1.0,
+                                                                                  seed=1))
+    finally:
+        del shared.model.forward
+    prefix_len = len(shared.prompts.encode_prompt(PROMPT))
+    assert seen[0][0] == 1 and seen[0][1] >= prefix_len  # the common prefix, once
+    assert seen[1][0] == 2 and seen[1][1] <= 3  # each prompt's own rest (but its last token), once
+    assert all(shape == (6, 1) for shape in seen[2:]) and len(seen) == 4  # 6 rows decode from the copied cache
+
+
+def test_shared_prefill_cache_equals_each_prompts_own_cache(tiny_model_dir):
+    """The copied KV cache of every row equals the cache of its prompt run alone (keys carry the rotary
+    position, so a wrong position id or a wrong row-to-prompt copy shows here even on a near-uniform model)."""
+    from transformers import DynamicCache
+
+    policy = make_backend("hf", str(tiny_model_dir), batch_size=8)
+    prompts = [PROMPT + " 12 apples", PROMPT, "Tom has 3 boxes", PROMPT + " 12 apples", PROMPT + " 3"]
+    ids = [policy.prompts.encode_prompt(p) for p in prompts]
+    with torch.no_grad():
+        input_ids, mask, cache = prefill(policy.model, ids, policy.pad_id, policy.device)
+        assert input_ids.shape[0] == len(prompts)
+        for r, x in enumerate(ids):
+            alone = DynamicCache(config=policy.model.config)
+            policy.model(input_ids=torch.tensor([x[:-1]]), past_key_values=alone, use_cache=True)
+            keep = mask[r, :-1].nonzero().squeeze(1)  # this row's real tokens in the shared layout
+            assert input_ids[r, mask[r].bool()].tolist() == x
+            for mine, own in zip(cache.layers, alone.layers):
+                torch.testing.assert_close(mine.keys[r][:, keep], own.keys[0], atol=1e-5, rtol=1e-4)
+                torch.testing.assert_close(mine.values[r][:, keep], own.values[0], atol=1e-5, rtol=1e-4)
+
+
+def test_nucleus_keeps_the_smallest_set_reaching_top_p():
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
+    logits = probs.log()
+    torch.testing.assert_close(_nucleus(logits, 1.0), probs)
+    torch.testing.assert_close(_nucleus(logits, 0.7), torch.tensor([[0.625, 0.375, 0.0, 0.0]]))
+    torch.testing.assert_close(_nucleus(logits, 0.79), torch.tensor([[0.625, 0.375, 0.0, 0.0]]))
+    torch.testing.assert_close(_nucleus(logits, 0.81), torch.tensor([[0.5, 0.3, 0.15, 0.0]]) / 0.95)
+    torch.testing.assert_close(_nucleus(logits, 0.1), torch.tensor([[1.0, 0.0, 0.0, 0.0]]))
+
+
+def test_compact_sampling_is_seeded_and_follows_the_model(tiny_model_dir):
+    """Same seed -> same samples; other seed -> others; and the first sampled token's frequencies follow
+    the model's tempered distribution (total variation < 0.1 over 3,000 draws of a peaked distribution)."""
+    policy = make_backend("hf", str(tiny_model_dir), batch_size=1000)
+    policy.eos_ids = set()
+    p = GenParams(n=6, max_tokens=6, temperature=1.0, seed=11)
+    a, b = policy.generate([PROMPT, "Tom"], p), policy.generate([PROMPT, "Tom"], p)
+    c = policy.generate([PROMPT, "Tom"], dataclasses.replace(p, seed=12))
+    assert [x.text for r in a for x in r] == [x.text for r in b for x in r] != [x.text for r in c for x in r]
+    _sharpen(policy.model)  # a spread-out but not uniform next-token distribution
+    ids = policy.prompts.encode_prompt(PROMPT)
+    with torch.no_grad():
+        logits = policy.model(torch.tensor([ids])).logits[0, -1].float()
+    temp = 0.7
+    target: dict[str, float] = {}  # by text: a byte token may decode to the same "\ufffd" as another
+    for tok, prob in enumerate(torch.softmax(logits / temp, -1).tolist()):
+        text = policy.prompts.decode([tok])
+        target[text] = target.get(text, 0.0) + prob
+    rows = policy.generate([PROMPT], GenParams(n=3000, max_tokens=1, temperature=temp, seed=5))[0]
+    freq = {text: sum(r.text == text for r in rows) / len(rows) for text in target}
+    assert 0.5 * sum(abs(freq[t] - target[t]) for t in target) < 0.1
+    assert max(target.values()) < 0.9  # the test means something: more than one token is likely

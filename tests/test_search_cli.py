@@ -66,6 +66,9 @@ def test_search_cli_dry_run_estimates_and_writes_nothing(problem_file, tiny_mode
     (["bogus=1"], "unknown key(s) bogus"),
     (["--shard", "3/2"], "need 0 <= i < n"),
     (["--backend", "vllm"], "use hf or openai"),
+    (["leaves_per_tree=5"], "SearchConfig: leaves_per_tree=5 exceeds iterations=4"),
+    (["-b", "threads"], "--backend-option: override 'threads' is not of the form key=value"),
+    (["--backend-option", "bogus=1"], "unknown option(s) bogus for backend 'hf'"),
 ])
 def test_search_cli_errors_are_one_line(problem_file, tmp_path, capsys, args, needle):
     cmd = ["search", "--problems", str(problem_file), "--out", str(tmp_path / "x"), *args]

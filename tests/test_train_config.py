@@ -97,6 +97,15 @@ def test_yaml_section_and_overrides(tmp_path):
     assert cfg.num_generations == 8 and cfg.learning_rate == 2e-6 and cfg.trl_args == {"top_k": 5}
 
 
+@pytest.mark.parametrize("text", ["rl:\n  num_generations: 1\nsft:\n  lora: true\n", "num_generations: 1\n"])
+def test_cli_config_file_section_or_whole_file(tmp_path, capsys, text):
+    # The stage's section of a pipeline-style file, or the whole file when it has no such section.
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    code = main(["rl", "--config", str(path), "--prompts", "p.jsonl", "--model", "m", "--out", str(tmp_path / "o")])
+    assert code == 1 and "num_generations=1: GRPO needs >= 2" in capsys.readouterr().err
+
+
 def test_cli_rl_defaults_to_train_and_reports_config_errors(tmp_path, capsys, tiny_model_dir):
     prompts = write_rl(tmp_path / "rl.jsonl")
     # `astro rl ARGS` runs `astro rl train ARGS`: the key=value override reaches RLStageConfig.

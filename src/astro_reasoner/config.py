@@ -22,6 +22,12 @@ class ConfigError(ValueError):
     """An invalid setting. The message says which key, why, and what to do instead."""
 
 
+def require(ok: bool, message: str) -> None:
+    """Raise ``ConfigError(message)`` unless ``ok``: one line per invariant in a ``validate()`` method."""
+    if not ok:
+        raise ConfigError(message)
+
+
 def parse_overrides(items: list[str] | tuple[str, ...] | None) -> dict[str, Any]:
     """``["k=1", "a.b=x"]`` -> ``{"k": 1, "a.b": "x"}``; values are parsed as YAML scalars/lists."""
     out: dict[str, Any] = {}
@@ -119,6 +125,16 @@ def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict[str, 
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return data
+
+
+def yaml_section(path: str | Path | None, section: str) -> str | None:
+    """``section`` if the YAML file at ``path`` has that top-level key (a pipeline config holding every
+    stage's settings), else None (the whole file is this stage's). A missing file gives None: ``load_config``
+    reports it."""
+    if path is None or not Path(path).exists():
+        return None
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    return section if isinstance(data, dict) and section in data else None
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | dict | None = None,

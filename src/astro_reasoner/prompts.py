@@ -20,9 +20,19 @@ STEP_INSTRUCTION = (
 
 SYSTEM_PROMPT = "You are a helpful assistant that solves math problems carefully."
 
-# One worked example in the same format (written by us), used when few_shot > 0. Small models such as
-# SmolLM2-135M follow the step/boxed format far more often with it.
+# Worked examples in the same format (written by us), used when few_shot > 0. Small models such as
+# SmolLM2-135M follow the step/boxed format far more often with them. Measured on SmolLM2-135M (20
+# synthetic 2-step problems x 4 samples, T=0.5): with the apples example alone the model multiplies
+# whatever it sees and 58 % of samples have a boxed answer; with the stickers example (+ and -) first,
+# 96-99 % do and accuracy goes from 0-5 % to 5-7.5 %.
 FEW_SHOT = (
+    (
+        "Sara has 15 stickers. She buys 6 more stickers. Then she gives 4 stickers to her friend. "
+        "How many stickers does Sara have now?",
+        "Sara starts with 15 stickers and buys 6 more, so she has 15 + 6 = 21 stickers."
+        "\n\nShe gives away 4 stickers, so she has 21 - 4 = 17 stickers."
+        "\n\nThe answer is \\boxed{17}.",
+    ),
     (
         "Tom has 3 boxes with 4 apples in each box. He eats 2 apples. How many apples are left?",
         "There are 3 boxes with 4 apples each, so Tom has 3 * 4 = 12 apples."
@@ -36,7 +46,7 @@ FEW_SHOT = (
 class PromptConfig:
     system: str | None = SYSTEM_PROMPT
     instruction: str = STEP_INSTRUCTION
-    few_shot: int = 1  # number of worked examples from FEW_SHOT put before the problem as chat turns
+    few_shot: int = 2  # number of worked examples from FEW_SHOT put before the problem as chat turns
     examples: tuple[tuple[str, str], ...] = field(default=FEW_SHOT)
 
 

@@ -4,11 +4,29 @@ backend with the search's own prompt: the quickest way to see what a model and b
 from __future__ import annotations
 
 import json
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 
+BACKEND_OPTION_HELP = "key=value passed to the backend (e.g. base_url=...)."
+
 model_app = typer.Typer(help="Model aliases and the local model cache.", no_args_is_help=True)
+
+
+def backend_option_flag(help: str = BACKEND_OPTION_HELP) -> Any:
+    """The repeatable ``--backend-option``/``-b key=value`` option of every command that builds a backend."""
+    return typer.Option([], "--backend-option", "-b", help=help)
+
+
+def parse_backend_options(items: list[str] | None, flag: str = "--backend-option") -> dict[str, Any]:
+    """``["base_url=http://h:8000/v1", "threads=2"]`` -> keyword options for ``make_backend`` (values read as
+    YAML scalars/lists); a malformed item is a ConfigError naming ``flag``."""
+    from ..config import ConfigError, parse_overrides
+
+    try:
+        return parse_overrides(items)
+    except ConfigError as exc:
+        raise ConfigError(f"{flag}: {exc}") from None
 
 
 @model_app.command("prepare")
@@ -41,15 +59,15 @@ def generate_command(
     top_p: float = typer.Option(1.0, "--top-p"),
     seed: Optional[int] = typer.Option(0, "--seed"),
     whole: bool = typer.Option(False, "--whole", help="Generate the whole solution instead of stopping at the next step."),
-    option: List[str] = typer.Option([], "--option", "-o", help="Backend option key=value (repeatable), e.g. base_url=http://127.0.0.1:8000/v1."),
+    # -b is --backend here (its first name); --backend-option is accepted as everywhere else.
+    option: List[str] = typer.Option([], "--option", "-o", "--backend-option", help="Backend option key=value (repeatable), e.g. base_url=http://127.0.0.1:8000/v1."),
 ) -> None:
     """Sample the next step (or the whole solution) of a problem; print one JSON line per completion."""
-    from ..config import parse_overrides
     from ..prompts import STEP_DELIMITER, PromptBuilder
     from ..types import GenParams
     from . import make_backend
 
-    policy = make_backend(backend, model, **parse_overrides(option))
+    policy = make_backend(backend, model, **parse_backend_options(option, "--option"))
     try:
         prompt = PromptBuilder(policy).continuation(problem, steps)
         params = GenParams(n=n, max_tokens=max_tokens, stop=() if whole else (STEP_DELIMITER,),

@@ -7,18 +7,10 @@ from typing import Optional
 
 import typer
 
+from ..backends.cli import backend_option_flag, parse_backend_options
+
 baseline_app = typer.Typer(help="Baselines built from the same search trees (Direct is `astro clone --mode "
                                 "direct`).", no_args_is_help=True)
-
-
-def _section(config: Optional[Path], section: str) -> Optional[str]:
-    """``section`` if the YAML file has it (a pipeline config), else None (the whole file is ours)."""
-    import yaml
-
-    if config is None or not config.exists():
-        return None  # load_config reports a missing file
-    data = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-    return section if isinstance(data, dict) and section in data else None
 
 
 def _overrides(items: list[str] | None) -> dict:
@@ -51,26 +43,25 @@ def clone_command(
     push_to_hub: Optional[str] = typer.Option(None, "--push-to-hub", help="Also upload to this Hub dataset id."),
     private: bool = typer.Option(False, "--private", help="With --push-to-hub: make the dataset private."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Discard earlier outputs in --out."),
-    backend_option: list[str] = typer.Option([], "--backend-option", "-b",
-                                             help="key=value for the rewrite/self-eval backend (e.g. base_url=...)."),
+    backend_option: list[str] = backend_option_flag("key=value for the rewrite/self-eval backend (e.g. base_url=...)."),
     overrides: list[str] = typer.Argument(None, help="CloneConfig key=value, e.g. max_backtracks=0:0.2,1:0.4,2:0.4 "
                                           "traces_per_tree=2 merge=root rewrite=true model=smollm2-135m."),
 ) -> None:
     """Procedure cloning: linearize search trees into traces with backtracks and write SFT/RL data."""
     from ..checking import Checker
-    from ..config import load_config, parse_overrides
+    from ..config import load_config, yaml_section
     from .config import CloneConfig
     from .export import push_to_hub as push
     from .run import make_policy, run_clone
 
-    section = _section(config, "clone")
+    section = yaml_section(config, "clone")
     values = _overrides(overrides)
     if mode is not None:
         values["mode"] = mode
     if no_phrases:
         values["phrases"] = False
     cfg = load_config(CloneConfig, config, values, section=section)
-    policy = make_policy(cfg, **parse_overrides(backend_option)) if cfg.uses_lm else None
+    policy = make_policy(cfg, **parse_backend_options(backend_option)) if cfg.uses_lm else None
     try:
         with Checker() as checker:
             stats = run_clone(trees, out, cfg, checker, policy, overwrite=overwrite, progress=True)
@@ -95,22 +86,21 @@ def best_of_n_command(
     backend: Optional[str] = typer.Option(None, "--backend", help="hf or openai."),
     config: Optional[Path] = typer.Option(None, "--config", "-c",
                                           help="YAML file (its `best_of_n:` section, or the whole file)."),
-    backend_option: list[str] = typer.Option([], "--backend-option", "-b",
-                                             help="key=value passed to the backend (e.g. base_url=...)."),
+    backend_option: list[str] = backend_option_flag(),
     overrides: list[str] = typer.Argument(None, help="BestOfNConfig key=value, e.g. max_tokens=256 batch=8."),
 ) -> None:
     """Best-of-N: N full solutions per problem at the search's token budget; keep a correct one."""
     from ..backends import make_backend
     from ..checking import Checker
-    from ..config import load_config, parse_overrides
+    from ..config import load_config, parse_overrides, yaml_section
     from .bestofn import run_best_of_n
     from .config import BestOfNConfig
 
-    section = _section(config, "best_of_n")
+    section = yaml_section(config, "best_of_n")
     values = parse_overrides(overrides)
     values.update({k: v for k, v in (("model", model), ("backend", backend)) if v is not None})
     cfg = load_config(BestOfNConfig, config, values, section=section)
-    policy = make_backend(cfg.backend, cfg.model, **parse_overrides(backend_option))
+    policy = make_backend(cfg.backend, cfg.model, **parse_backend_options(backend_option))
     try:
         with Checker() as checker:
             stats = run_best_of_n(trees, out, cfg, checker, policy, progress=True)

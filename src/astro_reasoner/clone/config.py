@@ -130,7 +130,7 @@ class BestOfNConfig:
     batch: int = 4  # solutions drawn per call, until the budget is spent or a correct one is found
     budget_key: str = "generated_tokens"  # tree.stats key holding the search's generated-token budget
     default_budget: int | None = None  # budget for trees without that stat; None: skip such trees (counted)
-    few_shot: int = 1  # worked examples in the prompt, as in the search (prompts.PromptConfig)
+    few_shot: int = 2  # worked examples in the prompt, as in the search (prompts.PromptConfig)
     seed: int = 0
 
     def validate(self) -> None:

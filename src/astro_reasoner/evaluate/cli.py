@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from ..backends.cli import backend_option_flag, parse_backend_options
+
 analyze_app = typer.Typer(help="Across-run analytics: behaviour vs accuracy, RL training curves.",
                           no_args_is_help=True)
 
@@ -30,27 +32,20 @@ def eval_command(
     limit: Optional[int] = typer.Option(None, "--limit", help="First N problems of each dataset."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file (its `eval:` section, or "
                                           "the whole file if it has none)."),
-    backend_option: list[str] = typer.Option([], "--backend-option", "-b",
-                                             help="key=value passed to the backend (e.g. base_url=...)."),
+    backend_option: list[str] = backend_option_flag(),
     overrides: list[str] = typer.Argument(None, help="EvalConfig key=value overrides, e.g. temperature=0.8 "
                                           "max_tokens=512 few_shot=1."),
 ) -> None:
     """Sample n answers per problem, check them and report pass@1 (±95% CI), maj@k, pass@k and behaviour."""
-    import yaml
-
-    from ..config import load_config, parse_overrides
+    from ..config import load_config, parse_overrides, yaml_section
     from .config import EvalConfig
     from .run import evaluate_model
 
     values = {key: val for key, val in (("datasets", datasets), ("n", n), ("k", k), ("data_dir", data_dir),
                                         ("limit", limit)) if val is not None}
     values.update(parse_overrides(overrides))
-    section = None
-    if config and config.exists():
-        data = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-        section = "eval" if isinstance(data, dict) and "eval" in data else None
-    cfg = load_config(EvalConfig, config, values, section=section)
-    summary = evaluate_model(model, cfg, out, backend=backend, backend_options=parse_overrides(backend_option))
+    cfg = load_config(EvalConfig, config, values, section=yaml_section(config, "eval"))
+    summary = evaluate_model(model, cfg, out, backend=backend, backend_options=parse_backend_options(backend_option))
     from .run import SUMMARY_MD
 
     _print_markdown((out / SUMMARY_MD).read_text(encoding="utf-8"))

@@ -9,6 +9,8 @@ from typing import Any, Optional
 
 import typer
 
+from ..backends.cli import backend_option_flag, parse_backend_options
+
 trees_app = typer.Typer(help="Inspect search trees (trees.jsonl).", no_args_is_help=True)
 
 
@@ -23,15 +25,6 @@ def _search_config(config: Optional[Path], overrides: list[str]):
         data = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
         section = "search" if isinstance(data, dict) and isinstance(data.get("search"), dict) else None
     return load_config(SearchConfig, config, overrides, section=section)
-
-
-def _backend_options(items: list[str]) -> dict[str, Any]:
-    from ..config import ConfigError, parse_overrides
-
-    try:
-        return parse_overrides(items)
-    except ConfigError as exc:
-        raise ConfigError(f"--backend-opt: {exc}") from None
 
 
 class RichReporter:
@@ -86,8 +79,8 @@ def search(
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Existing Ray cluster (e.g. auto); "
                                               "default: start a local one."),
     cpus_per_worker: int = typer.Option(1, "--cpus-per-worker", help="CPUs (and torch threads) per Ray worker."),
-    backend_opt: list[str] = typer.Option([], "--backend-opt", help="key=value passed to the backend "
-                                          "(e.g. base_url=http://localhost:8000/v1, device=cpu, threads=2)."),
+    backend_option: list[str] = backend_option_flag("key=value passed to the backend (e.g. "
+                                                    "base_url=http://localhost:8000/v1, device=cpu, threads=2)."),
     checker_workers: Optional[int] = typer.Option(None, "--checker-workers", help="math-verify processes."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Measure one iteration on 2 problems and print the "
                                  "estimated tokens and time of the whole run; write nothing."),
@@ -108,7 +101,7 @@ def search(
     if shard and workers:
         raise ConfigError("--shard and --workers together: --workers already splits the run; drop one")
     shard_t = parse_shard(shard)
-    options = _backend_options(backend_opt)
+    options = parse_backend_options(backend_option)
     if backend == "hf":
         options.setdefault("batch_size", cfg.batch_size)  # the backend's forward chunk = the driver's call size
     probs = load_problems(problems, data_dir=str(data_dir) if data_dir else None, limit=limit)

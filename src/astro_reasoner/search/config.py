@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ..config import ConfigError
+from ..config import require
 from ..io import stable_hash
 
 # Settings that only change how the work is scheduled (batching), never what a tree is made of when the
@@ -79,16 +79,16 @@ class SearchConfig:
     # expansion rows and up to 192 rollout rows per wave: full batches without huge waves).
     max_active_trees: int = 16
     # --- prompt ---------------------------------------------------------------------------------------
-    # Worked examples (prompts.FEW_SHOT) put before the problem. Our choice: 1; without it SmolLM2-135M
-    # rarely keeps the blank-line step format or boxes its answer.
-    few_shot: int = 1
+    # Worked examples (prompts.FEW_SHOT) put before the problem. Our choice: 2; without them SmolLM2-135M
+    # rarely keeps the blank-line step format or boxes its answer (measurements in prompts.py). Models
+    # that follow the format zero-shot (Llama-3.1-Instruct) use 0: see configs/llama3.1-*.yaml.
+    few_shot: int = 2
     # Run seed; every backend call's seed is stable_seed(seed, kind, wave, chunk).
     seed: int = 0
 
     def validate(self) -> None:
         def need(ok: bool, msg: str) -> None:
-            if not ok:
-                raise ConfigError(f"SearchConfig: {msg}")
+            require(ok, f"SearchConfig: {msg}")
 
         for name in ("iterations", "k", "max_depth", "max_step_tokens", "max_rollout_tokens",
                      "leaves_per_tree", "batch_size", "max_active_trees"):
@@ -110,9 +110,8 @@ class SearchConfig:
 
         need(self.few_shot <= len(FEW_SHOT),
              f"few_shot={self.few_shot} but only {len(FEW_SHOT)} worked example(s) exist in prompts.FEW_SHOT")
-        if self.leaves_per_tree > self.iterations:
-            raise ConfigError(f"SearchConfig: leaves_per_tree={self.leaves_per_tree} exceeds "
-                              f"iterations={self.iterations}; lower leaves_per_tree")
+        need(self.leaves_per_tree <= self.iterations,
+             f"leaves_per_tree={self.leaves_per_tree} exceeds iterations={self.iterations}; lower leaves_per_tree")
 
     # --- derived values used by the search -----------------------------------------------------------
     @property

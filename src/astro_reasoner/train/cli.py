@@ -19,6 +19,8 @@ from typing import Any, Optional
 import typer
 from typer.core import TyperGroup
 
+from ..backends.cli import backend_option_flag, parse_backend_options
+
 CONFIG_HELP = "YAML file: its `{section}:` section, or the whole file if it has none."
 
 
@@ -37,19 +39,19 @@ rl_app = typer.Typer(cls=DefaultCommandGroup, no_args_is_help=True,
                      help="RL with verifiable rewards (GRPO). `astro rl ARGS` = `astro rl train ARGS`.")
 
 
-def _load(cls: type, config: Optional[Path], section: str, values: dict[str, Any], overrides: list[str] | None):
-    """defaults < YAML (section if present) < CLI options < key=value overrides, validated."""
-    import yaml
+def _stage_config(cls: type, section: str, config: Optional[Path], overrides: list[str] | None, **options: Any):
+    """Set up logging, then build the stage config: defaults < YAML (its ``section`` if present) < the CLI
+    options (None = not given; paths as text) < key=value overrides, validated."""
+    from ..config import load_config, parse_overrides, yaml_section
 
-    from ..config import load_config, parse_overrides
-
-    found = None
-    if config is not None and config.exists():
-        data = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-        found = section if isinstance(data, dict) and section in data else None
-    merged = {k: v for k, v in values.items() if v is not None}
+    _setup_logging()
+    merged = {k: str(v) if isinstance(v, Path) else v for k, v in options.items() if v is not None}
     merged.update(parse_overrides(overrides))
-    return load_config(cls, config, merged, section=found)
+    return load_config(cls, config, merged, section=yaml_section(config, section))
+
+
+def _config_option(section: str) -> Any:
+    return typer.Option(None, "--config", "-c", help=CONFIG_HELP.format(section=section))
 
 
 def _setup_logging() -> None:
@@ -66,7 +68,7 @@ def sft_command(
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="sft.jsonl (from `astro clone`)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="HF dir, hub id, or alias (smollm2-135m)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output dir (checkpoints + final model)."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP.format(section="sft")),
+    config: Optional[Path] = _config_option("sft"),
     overrides: list[str] = typer.Argument(None, help="SFTStageConfig key=value overrides, e.g. max_length=8192 "
                                           "lora=true num_train_epochs=3 'trl_args={packing_strategy: wrapped}'."),
 ) -> None:
@@ -74,9 +76,7 @@ def sft_command(
     from .config import SFTStageConfig
     from .sft import run_sft
 
-    _setup_logging()
-    cfg = _load(SFTStageConfig, config, "sft", {"data": data and str(data), "model": model,
-                                                "out_dir": out and str(out)}, overrides)
+    cfg = _stage_config(SFTStageConfig, "sft", config, overrides, data=data, model=model, out_dir=out)
     typer.echo(f"SFT checkpoint: {run_sft(cfg)}")
 
 
@@ -85,7 +85,7 @@ def rl_train_command(
     prompts: Optional[Path] = typer.Option(None, "--prompts", "-p", help="rl.jsonl (from `astro clone`)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Policy to train (usually the SFT output)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output dir (checkpoints, model, metrics.jsonl)."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP.format(section="rl")),
+    config: Optional[Path] = _config_option("rl"),
     overrides: list[str] = typer.Argument(None, help="RLStageConfig key=value overrides, e.g. num_generations=8 "
                                           "max_completion_length=2048 use_vllm=true vllm_mode=server."),
 ) -> None:
@@ -93,9 +93,7 @@ def rl_train_command(
     from .config import RLStageConfig
     from .grpo import METRICS_FILE, run_grpo
 
-    _setup_logging()
-    cfg = _load(RLStageConfig, config, "rl", {"prompts": prompts and str(prompts), "model": model,
-                                              "out_dir": out and str(out)}, overrides)
+    cfg = _stage_config(RLStageConfig, "rl", config, overrides, prompts=prompts, model=model, out_dir=out)
     done = run_grpo(cfg)
     typer.echo(f"RL checkpoint: {done}; per-step metrics: {Path(done) / METRICS_FILE}")
 
@@ -108,23 +106,19 @@ def rl_filter_command(
     n: Optional[int] = typer.Option(None, "--n", help="Samples per prompt (default 8)."),
     keep: Optional[str] = typer.Option(None, "--keep", help="Inclusive pass-rate band LO-HI (default 0.1-0.9)."),
     backend: Optional[str] = typer.Option(None, "--backend", help="hf (in-process) or openai (a server)."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP.format(section="rl_filter")),
-    backend_option: list[str] = typer.Option([], "--backend-option", "-b",
-                                             help="key=value passed to the backend (e.g. base_url=...)."),
+    config: Optional[Path] = _config_option("rl_filter"),
+    backend_option: list[str] = backend_option_flag(),
     overrides: list[str] = typer.Argument(None, help="FilterConfig key=value overrides, e.g. max_tokens=1024 "
                                           "temperature=1.0 limit=100."),
 ) -> None:
     """Keep prompts of moderate difficulty: sample n solutions each, keep pass rates inside the band."""
-    from ..config import parse_overrides
     from .config import FilterConfig
     from .filter import filter_prompts
 
-    _setup_logging()
-    values: dict[str, Any] = {"prompts": prompts and str(prompts), "model": model, "out": out and str(out),
-                              "n": n, "keep": keep, "backend": backend}
-    if backend_option:
-        values["backend_options"] = parse_overrides(backend_option)
-    cfg = _load(FilterConfig, config, "rl_filter", values, overrides)
+    # No -b given: None, so backend_options from the YAML file stay.
+    options = parse_backend_options(backend_option) if backend_option else None
+    cfg = _stage_config(FilterConfig, "rl_filter", config, overrides, prompts=prompts, model=model, out=out,
+                        n=n, keep=keep, backend=backend, backend_options=options)
     res = filter_prompts(cfg)
     typer.echo(f"kept {res.kept} of {res.total} prompts ({res.too_easy} too easy, {res.too_hard} too hard) "
                f"-> {res.out}; pass rates: {res.pass_rates}")

@@ -14,18 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import ConfigError
+from ..config import ConfigError, require
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 LOSS_TYPES = ("dapo", "bnpo", "grpo", "dr_grpo", "cispo", "sapo", "luspo", "vespo")
 SCALE_REWARDS = ("group", "batch", "none")
 VLLM_MODES = ("server", "colocate")
-
-
-def _check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise ConfigError(msg)
 
 
 @dataclass
@@ -67,25 +62,25 @@ class TrainCommon:
     trl_args: dict[str, Any] = field(default_factory=dict)  # passed through to the TRL config
 
     def _validate_common(self) -> None:
-        _check(self.device in DEVICES, f"device={self.device!r}: use one of {', '.join(DEVICES)}")
-        _check(self.precision in PRECISIONS,
-               f"precision={self.precision!r}: use one of {', '.join(PRECISIONS)} (auto: fp32 on CPU, bf16 on GPU)")
-        _check(self.threads >= 0, f"threads={self.threads}: use 0 (default) or a positive thread count")
-        _check(self.learning_rate > 0, f"learning_rate={self.learning_rate}: must be > 0")
-        _check(self.num_train_epochs > 0 or self.max_steps > 0,
-               "num_train_epochs must be > 0 (or set max_steps > 0)")
-        _check(self.max_steps == -1 or self.max_steps > 0, f"max_steps={self.max_steps}: use -1 (epochs) or > 0")
-        _check(self.per_device_train_batch_size >= 1, "per_device_train_batch_size must be >= 1")
-        _check(self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps must be >= 1")
-        _check(self.warmup_steps >= 0, "warmup_steps must be >= 0 (a count, or a fraction < 1)")
-        _check(self.lora_r >= 1 and self.lora_alpha >= 1, "lora_r and lora_alpha must be >= 1")
-        _check(0 <= self.lora_dropout < 1, "lora_dropout must be in [0, 1)")
-        _check(self.logging_steps >= 1 and self.save_steps >= 1, "logging_steps and save_steps must be >= 1")
-        _check(self.save_total_limit is None or self.save_total_limit >= 1,
-               "save_total_limit must be >= 1 (or null to keep every checkpoint)")
-        _check(isinstance(self.trl_args, dict), "trl_args must be a mapping of TRL option -> value")
-        _check(bool(self.model), "model is not set: pass --model (an HF dir, hub id, or smollm2-135m)")
-        _check(bool(self.out_dir), "out_dir is not set: pass --out DIR")
+        require(self.device in DEVICES, f"device={self.device!r}: use one of {', '.join(DEVICES)}")
+        require(self.precision in PRECISIONS,
+                f"precision={self.precision!r}: use one of {', '.join(PRECISIONS)} (auto: fp32 on CPU, bf16 on GPU)")
+        require(self.threads >= 0, f"threads={self.threads}: use 0 (default) or a positive thread count")
+        require(self.learning_rate > 0, f"learning_rate={self.learning_rate}: must be > 0")
+        require(self.num_train_epochs > 0 or self.max_steps > 0,
+                "num_train_epochs must be > 0 (or set max_steps > 0)")
+        require(self.max_steps == -1 or self.max_steps > 0, f"max_steps={self.max_steps}: use -1 (epochs) or > 0")
+        require(self.per_device_train_batch_size >= 1, "per_device_train_batch_size must be >= 1")
+        require(self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps must be >= 1")
+        require(self.warmup_steps >= 0, "warmup_steps must be >= 0 (a count, or a fraction < 1)")
+        require(self.lora_r >= 1 and self.lora_alpha >= 1, "lora_r and lora_alpha must be >= 1")
+        require(0 <= self.lora_dropout < 1, "lora_dropout must be in [0, 1)")
+        require(self.logging_steps >= 1 and self.save_steps >= 1, "logging_steps and save_steps must be >= 1")
+        require(self.save_total_limit is None or self.save_total_limit >= 1,
+                "save_total_limit must be >= 1 (or null to keep every checkpoint)")
+        require(isinstance(self.trl_args, dict), "trl_args must be a mapping of TRL option -> value")
+        require(bool(self.model), "model is not set: pass --model (an HF dir, hub id, or smollm2-135m)")
+        require(bool(self.out_dir), "out_dir is not set: pass --out DIR")
 
 
 @dataclass
@@ -104,11 +99,11 @@ class SFTStageConfig(TrainCommon):
 
     def validate(self) -> None:
         self._validate_common()
-        _check(bool(self.data), "data is not set: pass --data sft.jsonl (written by `astro clone`)")
-        _check(self.max_length is None or self.max_length >= 16,
-               f"max_length={self.max_length}: too small for a chat example; use >= 16 (or null for no limit)")
-        _check(not (self.packing and self.max_length is None),
-               "packing=true needs a max_length (the packed sequence length); set max_length")
+        require(bool(self.data), "data is not set: pass --data sft.jsonl (written by `astro clone`)")
+        require(self.max_length is None or self.max_length >= 16,
+                f"max_length={self.max_length}: too small for a chat example; use >= 16 (or null for no limit)")
+        require(not (self.packing and self.max_length is None),
+                "packing=true needs a max_length (the packed sequence length); set max_length")
 
 
 @dataclass
@@ -155,27 +150,27 @@ class RLStageConfig(TrainCommon):
 
     def validate(self) -> None:
         self._validate_common()
-        _check(bool(self.prompts), "prompts is not set: pass --prompts rl.jsonl (written by `astro clone`)")
-        _check(self.beta >= 0, f"beta={self.beta}: must be >= 0 (ASTRO uses 0, no KL)")
-        _check(self.loss_type in LOSS_TYPES, f"loss_type={self.loss_type!r}: use one of {', '.join(LOSS_TYPES)}")
-        _check(self.num_generations >= 2,
-               f"num_generations={self.num_generations}: GRPO needs >= 2 samples per prompt to compare them")
-        _check(self.epsilon > 0, "epsilon must be > 0")
-        _check(self.epsilon_high is None or self.epsilon_high >= self.epsilon,
-               f"epsilon_high={self.epsilon_high} must be >= epsilon={self.epsilon} (or null)")
-        _check(self.temperature > 0, "temperature must be > 0 (GRPO needs diverse samples)")
-        _check(0 < self.top_p <= 1, "top_p must be in (0, 1]")
-        _check(self.max_completion_length >= 1, "max_completion_length must be >= 1")
-        _check(self.scale_rewards in SCALE_REWARDS,
-               f"scale_rewards={self.scale_rewards!r}: use one of {', '.join(SCALE_REWARDS)}")
-        _check(self.num_iterations >= 1, "num_iterations must be >= 1")
-        _check(self.steps_per_generation is None or self.steps_per_generation >= 1,
-               "steps_per_generation must be >= 1 (or null)")
-        _check(self.checker_deadline > 0, "checker_deadline must be > 0 seconds")
-        _check(self.checker_workers is None or self.checker_workers >= 1, "checker_workers must be >= 1 (or null)")
-        _check(self.vllm_mode in VLLM_MODES, f"vllm_mode={self.vllm_mode!r}: use server or colocate")
-        _check(0 < self.vllm_gpu_memory_utilization <= 1, "vllm_gpu_memory_utilization must be in (0, 1]")
-        _check(self.vllm_tensor_parallel_size >= 1, "vllm_tensor_parallel_size must be >= 1")
+        require(bool(self.prompts), "prompts is not set: pass --prompts rl.jsonl (written by `astro clone`)")
+        require(self.beta >= 0, f"beta={self.beta}: must be >= 0 (ASTRO uses 0, no KL)")
+        require(self.loss_type in LOSS_TYPES, f"loss_type={self.loss_type!r}: use one of {', '.join(LOSS_TYPES)}")
+        require(self.num_generations >= 2,
+                f"num_generations={self.num_generations}: GRPO needs >= 2 samples per prompt to compare them")
+        require(self.epsilon > 0, "epsilon must be > 0")
+        require(self.epsilon_high is None or self.epsilon_high >= self.epsilon,
+                f"epsilon_high={self.epsilon_high} must be >= epsilon={self.epsilon} (or null)")
+        require(self.temperature > 0, "temperature must be > 0 (GRPO needs diverse samples)")
+        require(0 < self.top_p <= 1, "top_p must be in (0, 1]")
+        require(self.max_completion_length >= 1, "max_completion_length must be >= 1")
+        require(self.scale_rewards in SCALE_REWARDS,
+                f"scale_rewards={self.scale_rewards!r}: use one of {', '.join(SCALE_REWARDS)}")
+        require(self.num_iterations >= 1, "num_iterations must be >= 1")
+        require(self.steps_per_generation is None or self.steps_per_generation >= 1,
+                "steps_per_generation must be >= 1 (or null)")
+        require(self.checker_deadline > 0, "checker_deadline must be > 0 seconds")
+        require(self.checker_workers is None or self.checker_workers >= 1, "checker_workers must be >= 1 (or null)")
+        require(self.vllm_mode in VLLM_MODES, f"vllm_mode={self.vllm_mode!r}: use server or colocate")
+        require(0 < self.vllm_gpu_memory_utilization <= 1, "vllm_gpu_memory_utilization must be in (0, 1]")
+        require(self.vllm_tensor_parallel_size >= 1, "vllm_tensor_parallel_size must be >= 1")
 
 
 def parse_band(text: str) -> tuple[float, float]:
@@ -185,7 +180,7 @@ def parse_band(text: str) -> tuple[float, float]:
         lo, hi = float(lo_s), float(hi_s)
     except ValueError:
         raise ConfigError(f"keep={text!r}: expected a pass-rate band LO-HI such as 0.1-0.9") from None
-    _check(bool(sep) and 0 <= lo <= hi <= 1, f"keep={text!r}: need 0 <= LO <= HI <= 1, e.g. 0.1-0.9")
+    require(bool(sep) and 0 <= lo <= hi <= 1, f"keep={text!r}: need 0 <= LO <= HI <= 1, e.g. 0.1-0.9")
     return lo, hi
 
 
@@ -210,13 +205,13 @@ class FilterConfig:
     checker_deadline: float = 10.0
 
     def validate(self) -> None:
-        _check(bool(self.prompts), "prompts is not set: pass --prompts rl.jsonl")
-        _check(bool(self.model), "model is not set: pass --model CKPT")
-        _check(bool(self.out), "out is not set: pass --out kept.jsonl")
-        _check(self.n >= 1, "n must be >= 1 (samples per prompt)")
+        require(bool(self.prompts), "prompts is not set: pass --prompts rl.jsonl")
+        require(bool(self.model), "model is not set: pass --model CKPT")
+        require(bool(self.out), "out is not set: pass --out kept.jsonl")
+        require(self.n >= 1, "n must be >= 1 (samples per prompt)")
         parse_band(self.keep)
-        _check(self.max_tokens >= 1, "max_tokens must be >= 1")
-        _check(self.temperature >= 0, "temperature must be >= 0")
-        _check(self.batch_size >= 1, "batch_size must be >= 1")
-        _check(self.limit is None or self.limit >= 1, "limit must be >= 1 (or null)")
-        _check(self.checker_deadline > 0, "checker_deadline must be > 0 seconds")
+        require(self.max_tokens >= 1, "max_tokens must be >= 1")
+        require(self.temperature >= 0, "temperature must be >= 0")
+        require(self.batch_size >= 1, "batch_size must be >= 1")
+        require(self.limit is None or self.limit >= 1, "limit must be >= 1 (or null)")
+        require(self.checker_deadline > 0, "checker_deadline must be > 0 seconds")

@@ -1,0 +1,153 @@
+"""Shared prefill and a compacting decode loop for the ``hf`` backend (``decoding="compact"``).
+
+Why this exists (measured on SmolLM2-135M, 1 CPU thread, search calls of 48 rows; BENCHMARKS.md):
+- Prefill is compute-bound on CPU and was 65 % of a search call, because ``generate`` prefills every row,
+  and the n samples of a prompt -- and all prompts, through the system + few-shot prefix -- re-read the same
+  tokens. ``prefill`` runs the token prefix common to the chunk once (batch 1), then each distinct prompt's
+  remainder once, and copies the KV cache to the rows.
+- A static batch runs as long as its longest row: steps stop at "\\n\\n" after 20-40 tokens, but a few rows
+  ramble to the token limit, and ``generate`` keeps computing the finished rows. ``decode`` drops finished
+  rows from the batch (and from the KV cache) as it goes.
+Neither exists in transformers (its prefix caching needs a static cache and one prompt; ``generate`` never
+shrinks a batch), so both are written here by hand, on the public model call (``input_ids``,
+``attention_mask``, ``position_ids``, ``past_key_values``, ``cache_position``) that every decoder-only
+model in transformers with a ``DynamicCache`` accepts.
+
+Layout: rows are ``[common prefix][padding][own suffix]``; the attention mask zeros the padding and the
+position ids count only real tokens, which is what ``generate`` does for left padding -- so the outputs are
+those of plain ``generate`` up to float rounding (greedy: the same tokens; tests compare both paths).
+Sampling: temperature, then nucleus (top-p) over the tempered distribution, drawn with a ``torch.Generator``
+seeded per chunk; log-probs are under the raw distribution, like the ``generate`` path (see ``hf``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Compact when this share of the rows still in the batch has finished: copying the KV cache costs about
+# as much as a decode step with ~1/8 of the rows (our measurement), so smaller shares are not worth a copy.
+COMPACT_SHARE = 0.125
+
+
+def prefill(model, ids: list[list[int]], pad_id: int, device):
+    """``(input_ids, attention_mask, cache)`` for the rows ``ids``; the cache holds all but each row's last
+    prompt token (the decoder runs that one to get the first next-token distribution)."""
+    import torch
+    from transformers import DynamicCache
+
+    uniq: dict[tuple[int, ...], int] = {}
+    row_u = [uniq.setdefault(tuple(x), len(uniq)) for x in ids]
+    prompts = list(uniq)
+    shortest = min(len(p) for p in prompts)
+    common = 0  # longest common prefix, leaving each prompt >= 1 token for the decoder
+    while common < shortest - 1 and all(p[common] == prompts[0][common] for p in prompts):
+        common += 1
+    width = common + max(len(p) - common for p in prompts)
+    u_ids = torch.tensor([list(p[:common]) + [pad_id] * (width - len(p)) + list(p[common:]) for p in prompts],
+                         device=device)
+    u_mask = torch.tensor([[1] * common + [0] * (width - len(p)) + [1] * (len(p) - common) for p in prompts],
+                          device=device)
+    positions = (u_mask.cumsum(-1) - 1).clamp(min=0)
+    cache = DynamicCache(config=model.config)
+    if common:
+        model(input_ids=u_ids[:1, :common], attention_mask=u_mask[:1, :common], position_ids=positions[:1, :common],
+              past_key_values=cache, use_cache=True, logits_to_keep=1)
+        cache.batch_repeat_interleave(len(prompts))
+    if width - 1 > common:
+        model(input_ids=u_ids[:, common:width - 1], attention_mask=u_mask[:, :width - 1],
+              position_ids=positions[:, common:width - 1], past_key_values=cache, use_cache=True,
+              cache_position=torch.arange(common, width - 1, device=device), logits_to_keep=1)
+    if cache.get_seq_length() == 0:  # one-token prompts: nothing to share
+        return u_ids[row_u], u_mask[row_u], None
+    index = torch.tensor(row_u, device=device)
+    cache.batch_select_indices(index)
+    return u_ids[index], u_mask[index], cache
+
+
+@dataclass
+class Decoded:
+    """One row's result: generated ids (EOS included if it ended so), their raw log-probs, and the number of
+    generated tokens at which a stop string completed (0 = none)."""
+    tokens: list[int]
+    logprobs: list[float]
+    stopped_at: int = 0
+
+
+def decode(model, input_ids, mask, cache, *, max_tokens: int, temperature: float, top_p: float,
+           eos_ids: set[int], stops: tuple[str, ...], tokenizer, seed: int | None) -> list[Decoded]:
+    """Sample up to ``max_tokens`` per row from the prefilled batch, dropping rows once they end (EOS or a
+    stop string in their generated text) -- see the module doc."""
+    import torch
+
+    device = input_ids.device
+    rows = input_ids.shape[0]
+    out = [Decoded([], []) for _ in range(rows)]
+    generator = None
+    if seed is not None and temperature > 0:
+        generator = torch.Generator(device=device).manual_seed(seed)
+    window = max((len(s) for s in stops), default=0) + 2  # tokens to decode to see a stop string complete
+    live = list(range(rows))  # batch position -> row number
+    ended = [False] * rows
+    cur = input_ids[:, -1:]
+    positions = mask.sum(-1, keepdim=True) - 1
+    past = cache.get_seq_length() if cache is not None else 0
+    if cache is None:  # nothing prefilled (one-token prompts): the decoder's first call is the whole prompt
+        cur, positions = input_ids, (mask.cumsum(-1) - 1).clamp(min=0)
+    for step in range(max_tokens):
+        width = cur.shape[1]
+        logits = model(input_ids=cur, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                       use_cache=True, cache_position=torch.arange(past, past + width, device=device),
+                       logits_to_keep=1)
+        cache = logits.past_key_values
+        scores = logits.logits[:, -1, :].float()
+        past += width
+        raw = torch.log_softmax(scores, dim=-1)
+        if temperature > 0:
+            tok = torch.multinomial(_nucleus(scores / temperature, top_p), 1, generator=generator)
+        else:
+            tok = scores.argmax(-1, keepdim=True)
+        picked = raw.gather(1, tok).squeeze(1).tolist()
+        toks = tok.squeeze(1).tolist()
+        check = []
+        for b, row in enumerate(live):
+            if ended[row]:
+                continue
+            out[row].tokens.append(toks[b])
+            out[row].logprobs.append(picked[b])
+            if toks[b] in eos_ids:
+                ended[row] = True
+            elif stops:
+                check.append(row)
+        if check:
+            tails = tokenizer.batch_decode([out[r].tokens[-window:] for r in check], skip_special_tokens=False,
+                                           clean_up_tokenization_spaces=False)
+            for row, tail in zip(check, tails):
+                if any(s in tail for s in stops):
+                    out[row].stopped_at = step + 1
+                    ended[row] = True
+        keep = [b for b, row in enumerate(live) if not ended[row]]
+        if not keep:
+            break
+        if len(live) - len(keep) >= max(1, COMPACT_SHARE * len(live)):
+            index = torch.tensor(keep, device=device)
+            cache.batch_select_indices(index)
+            live = [live[b] for b in keep]
+            tok, mask, positions = tok[index], mask[index], positions[index]
+        mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+        positions = positions[:, -1:] + 1
+        cur = tok
+    return out
+
+
+def _nucleus(scores, top_p: float):
+    """Probabilities of the smallest set of tokens whose mass reaches ``top_p`` (renormalised)."""
+    import torch
+
+    probs = torch.softmax(scores, dim=-1)
+    if top_p >= 1.0:
+        return probs
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    before = sorted_probs.cumsum(-1) - sorted_probs  # mass of the more likely tokens
+    sorted_probs = sorted_probs.masked_fill(before >= top_p, 0.0)  # the top token always stays (before = 0)
+    sorted_probs = sorted_probs / sorted_probs.sum(-1, keepdim=True)
+    return torch.zeros_like(probs).scatter(-1, order, sorted_probs)
