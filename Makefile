@@ -34,7 +34,7 @@ demo: setup
 
 test: setup-test
 	$(PY) -m pytest -q -m "not slow and not server and not browser and not e2e" --timeout 600
-	$(PY) -m pytest -q -m "slow or server or browser or e2e" --timeout 1800
+	$(PY) -m pytest -q -m "slow or server or browser or e2e" --timeout 1800 --durations=8
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow and not server and not browser and not e2e" --timeout 600

@@ -136,8 +136,9 @@ def test_same_seed_same_output(case):
     params = GenParams(n=2, max_tokens=8, temperature=1.0, seed=11)
     first = case.policy.generate(case.prompts[1:], params)
     assert case.policy.generate(case.prompts[1:], params) == first
-    other = case.policy.generate(case.prompts[1:], GenParams(n=2, max_tokens=8, temperature=1.0, seed=12))
-    assert other != first
+    # another seed gives other samples (one seed could repeat a peaked 8-token sample by chance; three won't)
+    assert any(case.policy.generate(case.prompts[1:], GenParams(n=2, max_tokens=8, temperature=1.0, seed=s)) != first
+               for s in (12, 13, 14))
 
 
 def test_greedy_is_greedy_and_rows_stop_independently(case):

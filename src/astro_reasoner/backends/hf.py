@@ -20,7 +20,8 @@ Design (our choices, with reasons):
   depend on the sampling settings, and it is what vLLM (default ``logprobs_mode``) and llama.cpp return too.
 - Seeds: each chunk is seeded with ``stable_seed(params.seed, chunk)`` (a ``torch.Generator`` in "compact",
   ``torch.random.fork_rng`` around ``generate`` otherwise), so the same call gives the same output and the
-  global RNG is left alone. The modes draw differently, so they agree exactly only when greedy.
+  global RNG is left alone. Both draw with ``torch.multinomial`` (same samples until the first row of a chunk
+  ends); once "compact" drops rows the later draws differ, so the modes agree exactly only when greedy.
 """
 
 from __future__ import annotations
