@@ -27,11 +27,12 @@ Design (our choices, with reasons):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import contextmanager
 
 from ..io import stable_seed
 from ..types import Completion, GenParams
 from .base import BackendError
-from .hf_decode import decode, prefill
+from .hf_decode import decode, prefill, stop_window, tails_with_stop
 from .tokenizing import PromptTokenizer, cut_at_stop, load_tokenizer
 
 DECODING_MODES = ("auto", "compact", "shared-prefill", "generate")
@@ -148,9 +149,8 @@ class HFBackend:
             input_ids = torch.tensor([[self.pad_id] * (width - len(x)) + x for x in ids], device=self.device)
             mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self.device)
         else:
-            with torch.no_grad():
-                input_ids, mask, cache = self._oom_guard(prefill, len(ids), max(map(len, ids)), params,
-                                                         self.model, ids, self.pad_id, self.device)
+            with torch.no_grad(), self._out_of_memory_hint(len(ids), max(map(len, ids)), params):
+                input_ids, mask, cache = prefill(self.model, ids, self.pad_id, self.device)
             if self.decoding == "compact":
                 return self._generate_compact(ids, input_ids, mask, cache, params, seed, stops)
         width = input_ids.shape[1]
@@ -168,10 +168,11 @@ class HFBackend:
         with torch.no_grad(), torch.random.fork_rng(devices=devices, enabled=seed is not None):
             if seed is not None:
                 torch.manual_seed(seed)
-            seqs = self._oom_guard(self.model.generate, len(ids), width, params, input_ids=input_ids,
-                                   attention_mask=mask, past_key_values=cache,
-                                   logits_processor=LogitsProcessorList([recorder]),
-                                   stopping_criteria=StoppingCriteriaList([stopper]) if stops else None, **kwargs)
+            with self._out_of_memory_hint(len(ids), width, params):
+                seqs = self.model.generate(input_ids=input_ids, attention_mask=mask, past_key_values=cache,
+                                           logits_processor=LogitsProcessorList([recorder]),
+                                           stopping_criteria=StoppingCriteriaList([stopper]) if stops else None,
+                                           **kwargs)
         gen = seqs[:, width:]
         logprobs = recorder.per_token(gen).cpu()
         gen_rows = gen.cpu().tolist()
@@ -182,19 +183,20 @@ class HFBackend:
                           stops: tuple[str, ...]) -> list[Completion]:
         import torch
 
-        with torch.no_grad():
-            rows = self._oom_guard(decode, len(ids), input_ids.shape[1], params, self.model, input_ids, mask, cache,
-                                   max_tokens=params.max_tokens, temperature=params.temperature,
-                                   top_p=params.top_p, eos_ids=self.eos_ids, stops=stops,
-                                   tokenizer=self.prompts.tok, seed=seed)
+        with torch.no_grad(), self._out_of_memory_hint(len(ids), input_ids.shape[1], params):
+            rows = decode(self.model, input_ids, mask, cache, max_tokens=params.max_tokens,
+                          temperature=params.temperature, top_p=params.top_p, eos_ids=self.eos_ids, stops=stops,
+                          tokenizer=self.prompts.tok, seed=seed)
         return [self._completion(r.tokens, torch.tensor(r.logprobs), r.stopped_at, stops, len(x))
                 for r, x in zip(rows, ids)]
 
-    def _oom_guard(self, fn, rows: int, width: int, params: GenParams, *args, **kwargs):
+    @contextmanager
+    def _out_of_memory_hint(self, rows: int, width: int, params: GenParams):
+        """Turn torch's out-of-memory error into a BackendError that says which knob to turn."""
         import torch
 
         try:
-            return fn(*args, **kwargs)
+            yield
         except torch.OutOfMemoryError as exc:
             raise BackendError(f"out of memory generating a batch of {rows} x {width} prompt tokens "
                                f"+ {params.max_tokens} new; lower batch_size (now {self.batch_size})") from exc
@@ -259,7 +261,7 @@ class _StopOnStrings:
     def __init__(self, prompts: PromptTokenizer, stops: tuple[str, ...], prompt_width: int, batch: int,
                  eos_ids: set[int]):
         self.prompts, self.stops, self.width, self.eos_ids = prompts, stops, prompt_width, eos_ids
-        self.window = max((len(s) for s in stops), default=0) + 2
+        self.window = stop_window(stops)
         self.stopped_at = [0] * batch
         self.ended = [False] * batch
 
@@ -277,10 +279,8 @@ class _StopOnStrings:
                     todo.append(r)
         if todo:
             lo = self.width + max(0, generated - self.window)
-            tails = self.prompts.tok.batch_decode(input_ids[todo, lo:].tolist(), skip_special_tokens=False,
-                                                  clean_up_tokenization_spaces=False)
-            for r, tail in zip(todo, tails):
-                if any(s in tail for s in self.stops):
+            for r, hit in zip(todo, tails_with_stop(self.prompts.tok, input_ids[todo, lo:].tolist(), self.stops)):
+                if hit:
                     self.stopped_at[r] = generated
                     self.ended[r] = True
         return torch.tensor([s > 0 for s in self.stopped_at], device=input_ids.device)

@@ -64,6 +64,18 @@ def prefill(model, ids: list[list[int]], pad_id: int, device):
     return u_ids[index], u_mask[index], cache
 
 
+def stop_window(stops: tuple[str, ...]) -> int:
+    """Generated tokens to decode to see any stop string complete: each token holds >= 1 character, plus
+    the newest token (which may carry text after the stop string) and one of slack."""
+    return max((len(s) for s in stops), default=0) + 2
+
+
+def tails_with_stop(tokenizer, tails: list[list[int]], stops: tuple[str, ...]) -> list[bool]:
+    """For each row's last generated tokens: does its text contain a stop string? One ``batch_decode``."""
+    texts = tokenizer.batch_decode(tails, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    return [any(s in text for s in stops) for text in texts]
+
+
 @dataclass
 class Decoded:
     """One row's result: generated ids (EOS included if it ended so), their raw log-probs, and the number of
@@ -85,7 +97,7 @@ def decode(model, input_ids, mask, cache, *, max_tokens: int, temperature: float
     generator = None
     if seed is not None and temperature > 0:
         generator = torch.Generator(device=device).manual_seed(seed)
-    window = max((len(s) for s in stops), default=0) + 2  # tokens to decode to see a stop string complete
+    window = stop_window(stops)
     live = list(range(rows))  # batch position -> row number
     ended = [False] * rows
     cur = input_ids[:, -1:]
@@ -119,10 +131,8 @@ def decode(model, input_ids, mask, cache, *, max_tokens: int, temperature: float
             elif stops:
                 check.append(row)
         if check:
-            tails = tokenizer.batch_decode([out[r].tokens[-window:] for r in check], skip_special_tokens=False,
-                                           clean_up_tokenization_spaces=False)
-            for row, tail in zip(check, tails):
-                if any(s in tail for s in stops):
+            for row, hit in zip(check, tails_with_stop(tokenizer, [out[r].tokens[-window:] for r in check], stops)):
+                if hit:
                     out[row].stopped_at = step + 1
                     ended[row] = True
         keep = [b for b, row in enumerate(live) if not ended[row]]
