@@ -38,61 +38,10 @@ def free_port() -> int:
 # ------------------------------------------------------------------------------------------- tiny GGUF
 
 def write_tiny_gguf(hf_dir: Path, out: Path) -> Path:
-    """Write the tiny HF Llama in ``hf_dir`` as an F32 llama GGUF the way llama.cpp's converter does
-    (tensor names, Q/K row permutation, byte-level BPE vocab + merges, chat template)."""
-    import gguf
-    from safetensors.numpy import load_file
+    """The tiny HF Llama in ``hf_dir`` as an F32 llama GGUF (the package's own converter)."""
+    from astro_reasoner.backends.gguf import hf_to_gguf
 
-    cfg = json.loads((hf_dir / "config.json").read_text())
-    tok = json.loads((hf_dir / "tokenizer.json").read_text())
-    tok_cfg = json.loads((hf_dir / "tokenizer_config.json").read_text())
-    w = load_file(str(hf_dir / "model.safetensors"))
-    n_head, n_kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
-
-    def permute(x, heads):  # inverse of transformers' _reverse_permute_weights
-        return x.reshape(heads, 2, x.shape[0] // heads // 2, *x.shape[1:]).swapaxes(1, 2).reshape(x.shape)
-
-    writer = gguf.GGUFWriter(str(out), "llama")
-    writer.add_block_count(cfg["num_hidden_layers"])
-    writer.add_context_length(cfg["max_position_embeddings"])
-    writer.add_embedding_length(cfg["hidden_size"])
-    writer.add_feed_forward_length(cfg["intermediate_size"])
-    writer.add_head_count(n_head)
-    writer.add_head_count_kv(n_kv)
-    writer.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
-    writer.add_rope_freq_base(float((cfg.get("rope_parameters") or {}).get("rope_theta", 10000.0)))
-    writer.add_rope_dimension_count(cfg["hidden_size"] // n_head)
-    vocab = sorted(tok["model"]["vocab"].items(), key=lambda kv: kv[1])
-    specials = {t["content"] for t in tok["added_tokens"]}
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre("gpt2")
-    writer.add_token_list([t for t, _ in vocab])
-    writer.add_token_types([3 if t in specials else 1 for t, _ in vocab])
-    writer.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in tok["model"]["merges"]])
-    ids = dict(vocab)
-    writer.add_bos_token_id(ids[tok_cfg["bos_token"]])
-    writer.add_eos_token_id(ids[tok_cfg["eos_token"]])
-    writer.add_pad_token_id(ids[tok_cfg["pad_token"]])
-    writer.add_add_bos_token(False)
-    writer.add_chat_template((hf_dir / "chat_template.jinja").read_text())
-    writer.add_tensor("token_embd.weight", w["model.embed_tokens.weight"])
-    writer.add_tensor("output_norm.weight", w["model.norm.weight"])
-    names = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
-             "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
-             "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm"}
-    for i in range(cfg["num_hidden_layers"]):
-        for hf_name, g_name in names.items():
-            x = w[f"model.layers.{i}.{hf_name}.weight"]
-            if g_name == "attn_q":
-                x = permute(x, n_head)
-            elif g_name == "attn_k":
-                x = permute(x, n_kv)
-            writer.add_tensor(f"blk.{i}.{g_name}.weight", x)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return out
+    return hf_to_gguf(hf_dir, out)
 
 
 # ------------------------------------------------------------------------------------------- scripted server
@@ -109,8 +58,9 @@ class ScriptedServer:
     """A local HTTP server speaking just enough of ``/v1/completions`` to exercise the client's error
     handling. ``behaviour`` decides each response: ``behaviour(body, count) -> (status, json_or_text)``."""
 
-    def __init__(self, behaviour):
+    def __init__(self, behaviour, models=("scripted-model",)):
         self.behaviour = behaviour
+        self.models = models  # what GET /v1/models lists; None: the endpoint does not exist (404)
         self.requests: list[dict] = []
         self.lock = threading.Lock()
         outer = self
@@ -128,7 +78,10 @@ class ScriptedServer:
                 self.wfile.write(data)
 
             def do_GET(self):
-                self._reply(200, {"data": [{"id": "scripted-model"}]})
+                if outer.models is None:
+                    self._reply(404, {"detail": "Not Found"})
+                else:
+                    self._reply(200, {"data": [{"id": m} for m in outer.models]})
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))

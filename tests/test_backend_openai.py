@@ -23,6 +23,7 @@ def client_for(tiny_model_dir):
     made = []
 
     def build(urls, **options):
+        options.setdefault("server_model", "scripted-model")  # what the scripted server serves
         policy = make_backend("openai", str(tiny_model_dir), base_url=urls, backoff=0.01, **options)
         made.append(policy)
         return policy
@@ -116,7 +117,38 @@ def test_token_ids_are_sent_to_servers_that_take_them(client_for):
         policy = client_for(srv.url)
         policy.generate(["Tom has 3 boxes"], GenParams(max_tokens=3))
     assert srv.requests[0]["prompt"] == policy.prompts.encode_prompt("Tom has 3 boxes")
-    assert srv.requests[0]["model"] == "scripted-model"  # discovered from /v1/models
+    assert srv.requests[0]["model"] == "scripted-model"
+
+
+def test_a_server_serving_another_model_is_refused_with_what_it_serves(client_for, tiny_model_dir):
+    """Never a silent substitute: a base model answering for a checkpoint would corrupt every table."""
+    with ScriptedServer(ok, models=("base-model", "other-model")) as srv:
+        policy = client_for(srv.url, server_model=None)  # asks for the checkpoint by its own name
+        with pytest.raises(BackendError, match=rf"{srv.url} does not serve model '{tiny_model_dir}'; "
+                                               r"it serves: base-model, other-model\. .*--model_alias"):
+            policy.generate(["hi"], GenParams(max_tokens=3))
+        with pytest.raises(BackendError, match="does not serve model 'checkpoint-7'"):
+            client_for(srv.url, server_model="checkpoint-7").generate(["hi"], GenParams(max_tokens=3))
+        assert srv.requests == []  # refused before any completion was requested
+        client_for(srv.url, server_model="other-model").generate(["hi"], GenParams(max_tokens=3))
+    assert [r["model"] for r in srv.requests] == ["other-model"]
+
+
+def test_the_served_name_is_ours_by_default_and_a_server_without_models_is_asked_by_name(client_for, tiny_model_dir):
+    with ScriptedServer(ok, models=(str(tiny_model_dir),)) as srv:
+        client_for(srv.url, server_model=None).generate(["hi"], GenParams(max_tokens=3))
+    with ScriptedServer(ok, models=None) as bare:
+        client_for(bare.url, server_model=None).generate(["hi"], GenParams(max_tokens=3))
+    assert srv.requests[0]["model"] == bare.requests[0]["model"] == str(tiny_model_dir)
+
+
+def test_failures_name_the_server_and_the_request(client_for):
+    with ScriptedServer(lambda body, count: (503, "engine dead")) as srv:
+        with pytest.raises(BackendError, match=rf"{srv.url}/completions failed after 2 attempts: engine dead "
+                                               r"\[request: n=1 max_tokens=3 temperature=0.5 seed=9 prompt of "
+                                               r"\d+ tokens ending 'Tom has 3 boxes'\].*resumes"):
+            client_for(srv.url, max_retries=1).generate(["Tom has 3 boxes"],
+                                                        GenParams(max_tokens=3, temperature=0.5, seed=9))
 
 
 def test_load_is_spread_and_a_dead_url_is_avoided(client_for):

@@ -1,9 +1,7 @@
 """End to end: `astro pipeline` on the tiny random Llama runs every stage, writes the five-row table, skips
 finished stages on a re-run, and resumes after being killed mid-stage.
 
-A random model never writes `\\boxed{}`, so search would find no correct terminal and there would be nothing
-to clone. The fixture first teaches the tiny model the answer format with a short SFT on synthetic
-one-step problems (our own `run_sft`), so every stage has real work to do.
+The fixture first teaches the tiny model the answer format (pipeline_helpers), so every stage has real work.
 """
 
 from __future__ import annotations
@@ -17,9 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from astro_reasoner.cli import main
+from pipeline_helpers import build_format_tuned_tiny, pipeline_config
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
@@ -27,45 +25,11 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def format_tuned_tiny(tiny_model_dir, tmp_path_factory) -> Path:
-    from astro_reasoner.data import synthesize
-    from astro_reasoner.io import write_jsonl
-    from astro_reasoner.prompts import PromptConfig, problem_messages
-    from astro_reasoner.train import SFTStageConfig, run_sft
-
-    tmp = tmp_path_factory.mktemp("format")
-    rows = [{"problem_id": p.id, "prompt": problem_messages(p.problem, PromptConfig(few_shot=0)),
-             "completion": [{"role": "assistant", "content": p.meta["solution"]}]}
-            for p in synthesize(steps=1, n=64, seed=123, ops="+", min_value=1, max_value=4)]
-    write_jsonl(tmp / "sft.jsonl", rows)
-    out = run_sft(SFTStageConfig(model=str(tiny_model_dir), data=str(tmp / "sft.jsonl"), out_dir=str(tmp / "m"),
-                                 max_steps=120, learning_rate=3e-3, per_device_train_batch_size=8,
-                                 lr_scheduler_type="constant", logging_steps=20, save_steps=1000,
-                                 report_to="none", max_length=512, threads=1))
-    return Path(out)
+    return build_format_tuned_tiny(tiny_model_dir, tmp_path_factory.mktemp("format"))
 
 
 def _config(tmp: Path, model: Path) -> Path:
-    cfg = {
-        "run_dir": str(tmp / "run"),
-        "seed": 0,
-        "model": str(model),
-        "backend": "hf",
-        "backend_options": {"threads": 1},
-        "data": {"train": {"synth": {"steps": 1, "n": 6, "seed": 0, "ops": "+", "min_value": 1, "max_value": 4}},
-                 "test": {"synth": {"steps": 1, "n": 3, "seed": 1, "ops": "+", "min_value": 1, "max_value": 4}}},
-        "search": {"iterations": 3, "k": 3, "rollouts": 2, "max_depth": 4, "max_step_tokens": 64,
-                   "max_rollout_tokens": 128, "few_shot": 0, "early_stop_correct": 1, "early_stop_wrong": 1},
-        "clone": {"max_backtracks": 1},
-        "sft": {"max_steps": 2, "per_device_train_batch_size": 2, "max_length": 512, "report_to": "none",
-                "threads": 1},
-        "rl_filter": {"n": 2, "max_tokens": 96, "min_kept": 100},
-        "rl": {"max_steps": 2, "num_generations": 2, "per_device_train_batch_size": 2, "max_completion_length": 96,
-               "save_steps": 1, "save_total_limit": None, "report_to": "none", "logging_steps": 1, "threads": 1},
-        "eval": {"n": 2, "k": 2, "max_tokens": 96, "bootstrap": 50, "temperature": 1.0},
-    }
-    path = tmp / "pipeline.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    return pipeline_config(tmp, model)
 
 
 def test_pipeline_end_to_end_then_skip(format_tuned_tiny, tmp_path):

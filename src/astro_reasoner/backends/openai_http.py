@@ -147,7 +147,7 @@ class OpenAIBackend:
                     return []  # the caller asks again, one sample per request
                 if exc.status is not None and exc.status not in _RETRY_STATUS:
                     raise BackendError(f"{exc.server.url}/completions rejected the request "
-                                       f"(HTTP {exc.status}): {exc.cause}") from None
+                                       f"(HTTP {exc.status}): {exc.cause} [{_describe(body, ids, prompt)}]") from None
                 last = exc
                 if attempt < self.max_retries:
                     time.sleep(self.backoff * 2 ** attempt * (1 + 0.25 * random.random()))
@@ -164,8 +164,9 @@ class OpenAIBackend:
                     for c in choices[:n]]
         assert last is not None
         raise BackendError(f"{last.server.url}/completions failed after {self.max_retries + 1} attempts: "
-                           f"{last.cause}. Is the server running and reachable? Check the base_url option, or "
-                           "raise timeout/max_retries for a slow server.")
+                           f"{last.cause} [{_describe(body, ids, prompt)}]. Is the server running and reachable? "
+                           "Check the base_url option, or raise timeout/max_retries for a slow server; finished "
+                           "work is kept and the same command resumes.")
 
     def _pick(self, avoid: _Server | None) -> _Server:
         with self._lock:
@@ -182,7 +183,7 @@ class OpenAIBackend:
             server.inflight += 1
         try:
             if server.model is None:
-                server.model = self.server_model or self._discover_model(server)
+                server.model = self._discover_model(server)
             body = dict(body, model=server.model, top_k=server.top_k_off if self.top_k is None else self.top_k)
             resp = self._send(server, body, prompt, ids)
             if body["top_k"] == -1 and self.top_k is None and _rejected(resp, "top_k"):
@@ -218,12 +219,32 @@ class OpenAIBackend:
                                  json=dict(body, prompt=self.prompts.strip_prefix_text(prompt)))
 
     def _discover_model(self, server: _Server) -> str:
-        """The served model id (vLLM insists on it; llama.cpp accepts anything). Falls back to our name."""
+        """The name to ask ``server`` for: ``server_model`` or our model name, which the server must serve.
+
+        A server that serves another model is an error, never a silent substitute: the pipeline evaluates
+        each checkpoint with that checkpoint, and a base model answering for a trained one would corrupt
+        every table (issue: the right model, always). A server without ``/v1/models`` is asked by name."""
+        import httpx
+
+        want = self.server_model or self.model_name
         try:
-            ids = [m["id"] for m in self._client.get(f"{server.url}/models").json().get("data", [])]
-        except Exception:  # noqa: BLE001 - the completion request will report a dead server properly
-            return self.model_name
-        return self.model_name if self.model_name in ids or not ids else ids[0]
+            resp = self._client.get(f"{server.url}/models")
+        except httpx.TimeoutException as exc:
+            raise _RequestFailed(server, None, f"timed out ({type(exc).__name__})") from None
+        except httpx.TransportError as exc:
+            raise _RequestFailed(server, None, f"{type(exc).__name__}: {exc}") from None
+        if resp.status_code in _RETRY_STATUS:
+            raise _RequestFailed(server, resp.status_code, f"GET /models: HTTP {resp.status_code}: {resp.text[:200]}")
+        try:
+            ids = [str(m["id"]) for m in resp.json().get("data", [])] if resp.status_code == 200 else []
+        except (ValueError, AttributeError, KeyError, TypeError):
+            ids = []
+        if not ids or want in ids:
+            return want
+        raise BackendError(f"{server.url} does not serve model {want!r}; it serves: {', '.join(ids)}. Start the "
+                           f"server with this model under this name (llama-cpp-python: --model_alias; vLLM: "
+                           f"--served-model-name), or name the served model with the backend option "
+                           f"server_model=<one of the above> if it really is the same model")
 
     def _completion(self, choice: dict, stops: Sequence[str], usage: dict, prompt_len: int,
                     server: _Server) -> Completion:
@@ -249,6 +270,13 @@ class OpenAIBackend:
         n_tokens = usage.get("completion_tokens") or tokens or self.count_tokens(text)
         return Completion(text=text, tokens=int(n_tokens), logprob_sum=float(logprob_sum), finish_reason=reason,
                           prompt_tokens=int(usage.get("prompt_tokens") or prompt_len))
+
+
+def _describe(body: dict, ids: list[int], prompt: str) -> str:
+    """The failed request in one line: its sampling fields and where the prompt ends."""
+    tail = prompt[-60:].replace("\n", "\\n")
+    return (f"request: n={body.get('n')} max_tokens={body.get('max_tokens')} temperature={body.get('temperature')} "
+            f"seed={body.get('seed')} prompt of {len(ids)} tokens ending {tail!r}")
 
 
 def _rejected(resp, field: str) -> bool:

@@ -46,6 +46,11 @@ class PipelineConfig:
     # correlation (ASTRO §4.3 reports r > 0.8 across RL checkpoints).
     eval_rl_checkpoints: bool = True
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # With backend: openai, how to start a server for a given checkpoint (backends.server.ServerSpec):
+    # every generating stage (search, difficulty filter, each evaluation) then gets its own server running
+    # *its* checkpoint. Without it, backend_options.base_url must already serve cfg.model, and stages that
+    # need another checkpoint fail fast (the backend refuses a server serving another model).
+    server: dict[str, Any] | None = None
 
     @property
     def run_dir_path(self) -> Path:
@@ -60,9 +65,29 @@ class PipelineConfig:
         bad = [m for m in self.modes if m not in ("astro", "direct")]
         if bad or not self.modes:
             raise ConfigError(f"modes: {self.modes!r}; use a subset of [direct, astro]")
+        if self.server is not None:
+            self.server_spec()
         if self.data.train is None or self.data.test is None:
             raise ConfigError("data: both data.train and data.test are needed (a path, a benchmark name, "
                               "or {synth: {steps: 2, n: 50, seed: 0}})")
+
+
+    def server_spec(self):
+        """The validated ``server:`` section as a ServerSpec, or None."""
+        from ..backends.base import BackendError
+        from ..backends.server import ServerSpec
+
+        if self.server is None:
+            return None
+        if self.backend != "openai":
+            raise ConfigError(f"server: starts OpenAI-compatible servers; it needs backend: openai, not {self.backend!r}")
+        if "base_url" in self.backend_options:
+            raise ConfigError("server: and backend_options.base_url exclude each other (the pipeline points the "
+                              "backend at the servers it starts); remove one")
+        try:
+            return build_config(ServerSpec, self.server, where="server")
+        except BackendError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def _set_dotted(d: dict[str, Any], dotted: str, value: Any) -> None:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..config import ConfigError, build_config
 from ..io import read_json, write_json
@@ -21,6 +22,7 @@ from .config import PipelineConfig
 from .runner import DONE, Stage, StageGraph
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def stage_stats(stage_dir: Path) -> dict[str, Any]:
@@ -51,10 +53,39 @@ class _Builder:
         self.stage_order: list[str] = []
 
     # -- helpers -----------------------------------------------------------------------------------------
-    def backend(self, model: str):
-        from ..backends import make_backend
+    def with_policy(self, model: str, out: Path, work: Callable[[Any], T], name: str = "server") -> T:
+        """``work(policy)`` with a backend generating with ``model``.
 
-        return make_backend(self.cfg.backend, model, **self.cfg.backend_options)
+        With a ``server:`` section the checkpoint gets its own server(s) for the duration (logs in
+        ``<out>/server-logs``). If a server dies under the stage, it is restarted (``server.restarts`` times)
+        and ``work`` is called again: search, eval and the filter resume their own output files, so
+        finished work is kept and nothing is done twice."""
+        from ..backends import BackendError, make_backend
+
+        spec = self.cfg.server_spec()
+        if spec is None:
+            policy = make_backend(self.cfg.backend, model, **self.cfg.backend_options)
+            try:
+                return work(policy)
+            finally:
+                policy.close()
+        from ..backends.server import ModelServer
+
+        restarts = 0
+        with ModelServer(spec, model, out / "server-logs", name=name) as srv:
+            while True:
+                policy = make_backend("openai", model, **{**self.cfg.backend_options, "base_url": srv.urls})
+                try:
+                    return work(policy)
+                except BackendError as exc:
+                    if not srv.dead() or restarts >= spec.restarts:
+                        raise
+                    restarts += 1
+                    log.warning("the inference server for %s died (%s); restarting it (%d/%d), then resuming",
+                                model, exc, restarts, spec.restarts)
+                    srv.restart_dead()
+                finally:
+                    policy.close()
 
     def section_config(self, cls, name: str, **fixed: Any):
         values = {**self.cfg.section(name), **fixed}
@@ -84,12 +115,11 @@ class _Builder:
 
         cfg = self.section_config(SearchConfig, "search")
         problems = load_problems(str(_problems_path(inputs["data"], "train")))
-        policy = self.backend(self.cfg.model)
-        try:
+
+        def work(policy):
             with Checker() as checker:
-                summary = run_search(problems, policy, checker, cfg, out, reporter=_search_reporter())
-        finally:
-            policy.close()
+                return run_search(problems, policy, checker, cfg, out, reporter=_search_reporter())
+        summary = self.with_policy(self.cfg.model, out, work)
         return {"tokens": int(summary.get("generated_tokens_total", 0)),
                 "prompt_tokens": int(summary.get("prompt_tokens_total", 0)),
                 "trees": summary.get("trees", len(problems)),
@@ -101,13 +131,11 @@ class _Builder:
             from ..clone import CloneConfig, run_clone
 
             cfg = self.section_config(CloneConfig, "clone", mode=mode, seed=self.cfg.seed)
-            policy = self.backend(self.cfg.model) if cfg.uses_lm else None
-            try:
+
+            def work(policy):
                 with Checker() as checker:
-                    stats = run_clone(inputs["search"] / "trees.jsonl", out, cfg, checker, policy, overwrite=True)
-            finally:
-                if policy is not None:
-                    policy.close()
+                    return run_clone(inputs["search"] / "trees.jsonl", out, cfg, checker, policy, overwrite=True)
+            stats = self.with_policy(self.cfg.model, out, work) if cfg.uses_lm else work(None)
             return {"examples": stats.get("exported", stats.get("examples")), "clone": stats}
         return run
 
@@ -133,7 +161,7 @@ class _Builder:
                        model=stage_stats(inputs[f"sft-{mode}"])["checkpoint"], out=str(out / "rl.jsonl"),
                        backend=self.cfg.backend, backend_options=self.cfg.backend_options, seed=self.cfg.seed)
             cfg = build_config(FilterConfig, sec, where="pipeline section 'rl_filter'")
-            res = filter_prompts(cfg)
+            res = self.with_policy(cfg.model, out, lambda policy: filter_prompts(cfg, policy=policy))
             used = "filtered"
             if res.kept < min_kept:
                 # A weak model can leave no prompt in the band (all groups would then have zero advantage);
@@ -175,11 +203,7 @@ class _Builder:
         from ..evaluate import run_eval
 
         cfg = self._eval_config()
-        policy = self.backend(model)
-        try:
-            summary = run_eval(policy, cfg, out, model=model)
-        finally:
-            policy.close()
+        summary = self.with_policy(model, out, lambda policy: run_eval(policy, cfg, out, model=model))
         run = summary.get("run", {})
         return {"tokens": run.get("generated_tokens", 0), "prompt_tokens": run.get("prompt_tokens", 0),
                 "model": model}
@@ -283,6 +307,8 @@ def build_graph(cfg: PipelineConfig) -> StageGraph:
     b = _Builder(cfg)
     validate_sections(cfg)
     common = {"model": cfg.model, "backend": cfg.backend, "backend_options": cfg.backend_options, "seed": cfg.seed}
+    if cfg.server is not None:  # the engine that generates is part of what a stage's output is
+        common["server"] = {k: v for k, v in cfg.server.items() if k not in ("ready_timeout", "restarts")}
     sec = cfg.section
     stages = [
         Stage("data", b.data, settings={"data": vars(cfg.data)}, title="problems (train / held-out test)"),

@@ -1,0 +1,88 @@
+"""hf_to_gguf: a Llama HF checkpoint becomes a GGUF file llama.cpp loads as *the same model* (same tokens,
+same logits), converted once per checkpoint and again when its weights change; other architectures are
+refused with the fix."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from astro_reasoner.backends import BackendError
+from astro_reasoner.backends.gguf import hf_to_gguf
+
+
+@pytest.fixture
+def ckpt(tiny_model_dir, tmp_path):
+    return shutil.copytree(tiny_model_dir, tmp_path / "ckpt")
+
+
+def test_tiny_llama_converts_with_its_tokenizer_and_every_tensor(ckpt):
+    from gguf import GGUFReader
+    from transformers import AutoTokenizer
+
+    path = hf_to_gguf(ckpt)
+    assert path == ckpt / "model-f32.gguf"
+    reader = GGUFReader(str(path))
+    cfg = json.loads((ckpt / "config.json").read_text())
+    field = lambda k: reader.fields[k].contents()  # noqa: E731
+    assert field("general.architecture") == "llama"
+    assert field("llama.block_count") == cfg["num_hidden_layers"]
+    assert field("llama.attention.head_count_kv") == cfg["num_key_value_heads"]
+    tok = AutoTokenizer.from_pretrained(ckpt)
+    tokens = field("tokenizer.ggml.tokens")
+    assert len(tokens) == cfg["vocab_size"] and all(tokens[i] == t for t, i in tok.get_vocab().items())
+    assert field("tokenizer.ggml.eos_token_id") == tok.eos_token_id
+    assert field("tokenizer.chat_template") == tok.chat_template
+    names = {t.name for t in reader.tensors}
+    assert len(names) == 2 + 9 * cfg["num_hidden_layers"] and "output.weight" not in names  # tied embeddings
+    assert all(t.tensor_type.name == "F32" for t in reader.tensors)
+
+
+def test_converted_once_then_again_when_the_weights_change(ckpt, tmp_path):
+    first = hf_to_gguf(ckpt)
+    stamp = first.stat().st_mtime_ns
+    assert hf_to_gguf(ckpt) == first and first.stat().st_mtime_ns == stamp  # cached
+    from safetensors.torch import load_file, save_file
+
+    w = load_file(str(ckpt / "model.safetensors"))
+    w["model.norm.weight"] = w["model.norm.weight"] * 2
+    save_file(w, str(ckpt / "model.safetensors"), metadata={"format": "pt"})
+    assert hf_to_gguf(ckpt).stat().st_mtime_ns != stamp
+    half = hf_to_gguf(ckpt, tmp_path / "half.gguf", outtype="f16")
+    assert half.stat().st_size < first.stat().st_size
+
+
+def test_other_architectures_and_outtypes_are_refused_with_the_fix(ckpt):
+    with pytest.raises(BackendError, match="outtype 'q4'"):
+        hf_to_gguf(ckpt, outtype="q4")
+    cfg = json.loads((ckpt / "config.json").read_text())
+    (ckpt / "config.json").write_text(json.dumps({**cfg, "model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}))
+    with pytest.raises(BackendError, match="only Llama-architecture.*convert_hf_to_gguf.py"):
+        hf_to_gguf(ckpt)
+    (ckpt.parent / "empty").mkdir()
+    with pytest.raises(BackendError):
+        hf_to_gguf(ckpt.parent / "empty")
+
+
+def test_llama_cpp_computes_the_same_logits_as_transformers(ckpt):
+    """The Q/K row permutation, norms, tied head and vocabulary are right only if the logits agree."""
+    llama_cpp = pytest.importorskip("llama_cpp", reason="install llama-cpp-python to check the GGUF numerically")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    text = "<|im_start|>user\nTom has 3 boxes with 4 apples in each box.<|im_end|>\n<|im_start|>assistant\n"
+    ids = AutoTokenizer.from_pretrained(ckpt)(text, add_special_tokens=False).input_ids
+    model = AutoModelForCausalLM.from_pretrained(ckpt, dtype=torch.float32).eval()
+    with torch.no_grad():
+        hf_logits = model(torch.tensor([ids])).logits[0].numpy()
+    llm = llama_cpp.Llama(str(hf_to_gguf(ckpt)), n_ctx=256, n_threads=1, logits_all=True, verbose=False)
+    try:
+        assert llm.tokenize(text.encode(), add_bos=False, special=True) == ids
+        llm.eval(ids)
+        cpp_logits = np.array(llm.scores[: len(ids)])
+    finally:
+        llm.close()
+    assert np.abs(cpp_logits - hf_logits).max() < 1e-3 * max(1.0, np.abs(hf_logits).max())
