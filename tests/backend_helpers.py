@@ -121,12 +121,17 @@ def completion_response(texts, finish="length", tokens_per_choice=3, stop_token_
 # ------------------------------------------------------------------------------------------- llama.cpp
 
 @contextmanager
-def llama_cpp_server(gguf_path: Path, log_path: Path, threads: int = 1, startup_timeout: float = 120.0):
-    """Run ``python -m llama_cpp.server`` on a free local port; yield its base URL; always stop it."""
+def llama_cpp_server(gguf_path: Path, log_path: Path, threads: int = 1, startup_timeout: float = 120.0,
+                     alias: str = "smollm2-135m", reproducible: bool = True):
+    """Run ``python -m llama_cpp.server`` on a free local port, serving ``gguf_path`` under the name ``alias``
+    (what clients ask for), reproducibly unless told otherwise (one token per batch: see
+    backends/openai_http.py); yield its base URL; always stop it."""
+    from astro_reasoner.backends.openai_http import LLAMA_CPP_DETERMINISTIC_ARGS
+
     port = free_port()
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path), "--host", "127.0.0.1",
-           "--port", str(port), "--n_threads", str(threads), "--n_threads_batch", str(threads),
-           "--n_ctx", "2048", "--verbose", "False"]
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path), "--model_alias", alias,
+           "--host", "127.0.0.1", "--port", str(port), "--n_threads", str(threads), "--n_threads_batch", str(threads),
+           "--n_ctx", "2048", "--verbose", "False", *(LLAMA_CPP_DETERMINISTIC_ARGS if reproducible else ())]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"

@@ -7,9 +7,10 @@ from typing import Any
 
 import yaml
 
-# The llama.cpp server as the pipeline starts it for each checkpoint (one thread: tests share 2 cores).
+# The llama.cpp server as the pipeline starts it for each checkpoint (one thread: tests share 2 cores; one
+# token per batch: reproducible outputs, see backends/openai_http.py).
 LLAMA_SERVER = ("{python} -m llama_cpp.server --model {gguf} --model_alias {model} --host {host} --port {port} "
-                "--n_threads 1 --n_threads_batch 1 --n_ctx 2048 --verbose False")
+                "--n_threads 1 --n_threads_batch 1 --n_ctx 2048 --verbose False --n_batch 1 --n_ubatch 1")
 
 
 def build_format_tuned_tiny(tiny_model_dir: Path, tmp: Path) -> Path:

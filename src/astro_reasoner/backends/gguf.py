@@ -83,7 +83,7 @@ def _pre_tokenizer(tok_json: dict) -> str:
     parts = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
     kinds = [p.get("type") for p in parts]
     if kinds == ["ByteLevel"] and parts[0].get("use_regex", True):
-        return "gpt2"
+        return "gpt-2"  # llama.cpp spells GPT-2 splitting "gpt-2"
     if kinds == ["Digits", "ByteLevel"] and parts[0].get("individual_digits") and parts[1].get("use_regex", True):
         return "smollm"  # SmolLM/SmolLM2: each digit alone, then GPT-2 splitting (llama.cpp LLAMA_VOCAB_PRE_TYPE_SMOLLM)
     raise BackendError(f"hf_to_gguf: pre-tokenizer {kinds} is not one this converter knows (GPT-2 byte-level, "

@@ -12,6 +12,14 @@ repeat_penalty=1.1 unless told otherwise). Requests run on a thread pool of ``co
 sent to the least-loaded base URL; connection errors, timeouts, 429 and 5xx are retried with exponential
 backoff (preferring another URL), then reported as a BackendError naming the URL and the cause.
 
+Reproducibility (``deterministic=True``): every request carries its own seed, and ``cache_prompt: false``
+(llama.cpp's C++ server then evaluates the whole prompt each time). A llama.cpp server computes a token's
+logits differently depending on how many tokens share its batch (different matrix kernels), so the same
+request can give other samples after a prompt-cache hit. llama-cpp-python always reuses the cached prefix,
+so it is reproducible only when it evaluates one token per batch: ``--n_batch 1 --n_ubatch 1``
+(``LLAMA_CPP_DETERMINISTIC_ARGS``); then the same request gives the same output in any cache state, order or
+concurrency. vLLM batches requests together and promises no bitwise reproducibility.
+
 ``logprob_sum`` is the sum of the sampled tokens' log-probabilities as the server reports them (raw model
 distribution for vLLM's default mode and llama.cpp), from the OpenAI ``token_logprobs`` list or llama.cpp's
 ``content: [{logprob}]`` list.
@@ -34,6 +42,8 @@ from .hf import validate_params
 from .tokenizing import PromptTokenizer, cut_at_stop, load_tokenizer
 
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+# llama-cpp-python server flags for bit-reproducible outputs (see the module doc): one token per batch.
+LLAMA_CPP_DETERMINISTIC_ARGS = ("--n_batch", "1", "--n_ubatch", "1")
 
 
 def normalize_base_url(url: str) -> str:
@@ -136,6 +146,8 @@ class OpenAIBackend:
                 "repetition_penalty": 1.0, "repeat_penalty": 1.0}  # both spellings: vLLM/SGLang and llama.cpp
         if params.seed is not None:
             body["seed"] = params.seed if sample == 0 else stable_seed(params.seed, sample)
+        if self.deterministic:
+            body["cache_prompt"] = False  # llama.cpp C++ server: no KV reuse across requests (module doc)
         last: _RequestFailed | None = None
         for attempt in range(self.max_retries + 1):
             server = self._pick(avoid=last.server if last else None)
