@@ -109,3 +109,36 @@ def _content(line: str) -> dict:
         if "second" in key:
             tree["stats"].pop(key)
     return tree
+
+
+def test_a_started_server_is_ready_then_stopped_and_dies_with_a_killed_parent(tmp_path):
+    """A stand-in server (python's http.server answering GET /v1/models) is polled until ready and stopped on
+    exit; and when the process that started it is killed -9, the server goes too (no orphan holding a GPU)."""
+    (tmp_path / "www" / "v1").mkdir(parents=True)
+    (tmp_path / "www" / "v1" / "models").write_text('{"data": [{"id": "m"}]}')
+    command = [sys.executable, "-m", "http.server", "{port}", "--bind", "{host}", "--directory", str(tmp_path / "www")]
+    with ModelServer(ServerSpec(command=command), "m", tmp_path / "logs") as srv:
+        import httpx
+
+        assert httpx.get(f"{srv.urls[0]}/models").json()["data"][0]["id"] == "m"
+        proc = srv.procs[0]
+    assert proc.poll() is not None  # stopped on exit
+    script = ("import sys, time\nfrom astro_reasoner.backends.server import ModelServer, ServerSpec\n"
+              f"srv = ModelServer(ServerSpec(command={command!r}), 'm', {str(tmp_path / 'logs2')!r}).start()\n"
+              "print(srv.procs[0].pid, flush=True)\ntime.sleep(600)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, env=os.environ)
+    server_pid = int(parent.stdout.readline())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and Path(f"/proc/{server_pid}").exists() and \
+            "zombie" not in _proc_state(server_pid):
+        time.sleep(0.1)
+    assert not Path(f"/proc/{server_pid}").exists() or "zombie" in _proc_state(server_pid)
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        return next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("State:")).lower()
+    except (OSError, StopIteration):
+        return "gone"

@@ -82,6 +82,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """Linux: the server gets SIGTERM if the process that started it dies (even by kill -9), so a killed
+    pipeline leaves no server behind (it runs in its own session, out of reach of a group kill)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+
 class ModelServer:
     """``with ModelServer(spec, model, log_dir) as srv: make_backend("openai", model, base_url=srv.urls)``."""
 
@@ -135,7 +147,8 @@ class ModelServer:
             try:
                 # a session of its own: stop() kills the whole group (vLLM forks engine workers)
                 self.procs[replica] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                                       stdin=subprocess.DEVNULL, start_new_session=True)
+                                                       stdin=subprocess.DEVNULL, start_new_session=True,
+                                                       preexec_fn=_die_with_parent)
             except OSError as exc:
                 raise BackendError(f"cannot start the inference server ({shlex.join(args)}): {exc}; fix server.command")
             log.write(f"--- pid {self.procs[replica].pid}\n".encode())
