@@ -52,7 +52,7 @@ def pipeline_config(tmp: Path, model: Path, **top: Any) -> Path:
         "eval": {"n": 2, "k": 2, "max_tokens": 96, "bootstrap": 50, "temperature": 1.0},
     }
     for key, value in top.items():
-        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
+        if isinstance(value, dict) and isinstance(cfg.get(key), dict) and key != "backend_options":
             cfg[key] = {**cfg[key], **value}
         else:
             cfg[key] = value
