@@ -3,6 +3,8 @@
 A pipeline file has a few top-level keys (run dir, model, backend, data) and one section per stage whose
 keys are exactly that stage's config dataclass fields (``search:`` -> ``SearchConfig``...). Every section
 is validated before the first stage starts, so a typo fails in a second, not after an hour of search.
+An optional top-level ``server:`` (backends.server.ServerSpec) makes every generating stage start a server
+for the checkpoint it generates with (``backend: openai`` only).
 """
 
 from __future__ import annotations
