@@ -1,11 +1,9 @@
 """`astro search` with the real SmolLM2-135M on synthetic 2-step word problems (slow: minutes on 2 CPU cores).
 
 Issue 3's acceptance is a correct terminal in >= 60 % of 20 trees, where one sample of the model is right 5-8 %
-of the time (prompts.py); the 20-problem measurements are in BENCHMARKS.md. CI affords 6 problems at the default
-4 iterations (2 leaves per tree per wave): the fresh-clone run of 8 problems x 6 iterations took 552 s idle and
-1,136 s loaded, most of the slow tier. On so few problems the share is noisy (the first 10 of the same set gave
-8/10 inside a 20-problem run and 5/10 alone: the batch composition changes the samples), so this asks for half
-of them -- still far above what the same number of single samples finds per problem.
+of the time (prompts.py); the 20-problem measurements are in BENCHMARKS.md. CI affords 8 problems, and on so
+few the share is noisy (the first 10 of the same set gave 8/10 inside a 20-problem run and 5/10 alone: the
+batch composition changes the samples), so this asks for half of them -- still ~10x what single samples find.
 """
 
 from __future__ import annotations
@@ -23,15 +21,15 @@ pytestmark = pytest.mark.slow
 
 
 def test_search_finds_correct_terminals_the_model_rarely_samples(tmp_path, capsys):
-    problems = synthesize(steps=2, n=6, seed=7, max_value=20, max_factor=3)
+    problems = synthesize(steps=2, n=8, seed=7, max_value=20, max_factor=3)
     write_problems(tmp_path / "p.jsonl", problems)
     out = tmp_path / "run"
     assert main(["search", "--problems", str(tmp_path / "p.jsonl"), "--model", "smollm2-135m", "--out", str(out),
-                 "-b", "threads=1", "iterations=4", "leaves_per_tree=2"]) == 0
+                 "-b", "threads=1", "iterations=6", "leaves_per_tree=2"]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["trees"] == 6
+    assert summary["trees"] == 8
     assert summary["share_with_correct"] >= 0.5, summary
-    assert summary["share_with_wrong"] >= 4 / 6, summary
+    assert summary["share_with_wrong"] >= 0.75, summary
     trees = load_trees(out)
     for tree in trees:
         assert validate_tree(tree) == [], tree.problem_id
@@ -39,4 +37,4 @@ def test_search_finds_correct_terminals_the_model_rarely_samples(tmp_path, capsy
     capsys.readouterr()
     assert main(["trees", "stats", str(out), "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
-    assert stats["trees"] == 6
+    assert stats["trees"] == 8
