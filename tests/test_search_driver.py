@@ -143,7 +143,9 @@ def test_sigkill_at_random_points_then_resume_matches_uninterrupted_run(tmp_path
     out = tmp_path / "killed"
     script = Path(__file__).parent / "search_helpers.py"
     cmd = [sys.executable, str(script), str(out), str(n), "0.005"]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    # tests/ for search_helpers, then the caller's path (a worktree's src/ must win over the installed copy)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).parent), *filter(None, [os.environ.get("PYTHONPATH")])])}
     rng = random.Random(0)
     trees_file = out / "trees.jsonl"
 
