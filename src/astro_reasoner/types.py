@@ -41,9 +41,9 @@ class Problem:
 class GenParams:
     """Sampling parameters for one backend call (the same for every prompt in the call).
 
-    ``seeds`` (optional, one per prompt of the call): prompt i's samples are seeded from ``seeds[i]`` exactly as
-    a one-prompt call with ``seed=seeds[i]`` would be, whatever else is in the batch, so a caller that batches
-    differently (a resumed search) gets the same samples. Backends that cannot seed per prompt use ``seed``.
+    ``seeds`` (optional, one per prompt of the call): prompt i's samples are drawn from random streams seeded
+    by ``seeds[i]`` alone, whatever else is in the batch, so a caller that batches differently (a resumed
+    search) gets the same samples. Backends (or modes) that cannot seed per prompt use ``seed``.
     """
 
     n: int = 1
