@@ -20,10 +20,11 @@ Design (our choices, with reasons):
   depend on the sampling settings, and it is what vLLM (default ``logprobs_mode``) and llama.cpp return too.
 - Seeds: each chunk is seeded with ``stable_seed(params.seed, chunk)`` (a ``torch.Generator`` in "compact",
   ``torch.random.fork_rng`` around ``generate`` otherwise), so the same call gives the same output and the
-  global RNG is left alone. With ``params.seeds`` (one per prompt) "compact" gives every row its own
-  generator, ``stable_seed(seeds[i], sample)``, so a prompt's samples do not depend on the rest of the batch
-  (up to float rounding of batched matmuls); the other modes seed the chunk. Both draw with ``torch.multinomial`` (same samples until the first row of a chunk
+  global RNG is left alone. Both draw with ``torch.multinomial`` (same samples until the first row of a chunk
   ends); once "compact" drops rows the later draws differ, so the modes agree exactly only when greedy.
+  With ``params.seeds`` (one per prompt) "compact" gives every row its own generator,
+  ``stable_seed(seeds[i], sample)``, so a prompt's samples do not depend on the rest of the batch (up to
+  float rounding of batched matmuls; a resumed search relies on it); the other modes seed the chunk.
 """
 
 from __future__ import annotations
