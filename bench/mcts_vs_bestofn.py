@@ -51,7 +51,10 @@ def run(args) -> dict:
     from astro_reasoner.backends import make_backend
     from astro_reasoner.checking import Checker
 
-    cfg = SearchConfig(**read_json(os.path.join(args.trees, "search_config.json")))
+    settings = os.path.join(args.trees, "search_config.json")
+    while args.expect and not os.path.exists(settings):  # --expect: the search may not have started yet
+        time.sleep(5)
+    cfg = SearchConfig(**read_json(settings))
     os.makedirs(args.out, exist_ok=True)
     rec_path = os.path.join(args.out, "bestofn.jsonl")
     policy = make_backend("hf", args.model, threads=args.threads, batch_size=cfg.batch_size)
