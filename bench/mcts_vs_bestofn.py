@@ -57,13 +57,14 @@ def run(args) -> dict:
     cfg = SearchConfig(**read_json(settings))
     os.makedirs(args.out, exist_ok=True)
     rec_path = os.path.join(args.out, "bestofn.jsonl")
-    policy = make_backend("hf", args.model, threads=args.threads, batch_size=cfg.batch_size)
+    policy = None if args.report_only else make_backend("hf", args.model, threads=args.threads,
+                                                        batch_size=cfg.batch_size)
     builder = PromptBuilder(policy, PromptConfig(few_shot=cfg.few_shot))
     state: dict[str, dict] = {}
     by_id: dict = {}
     t0 = time.perf_counter()
     with Checker(workers=1) as checker:
-        while True:
+        while not args.report_only:
             # --follow: pick up trees as the search writes them (the two runs share the machine's cores)
             trees = load_trees(args.trees) if os.path.exists(os.path.join(args.trees, "trees.jsonl")) else []
             by_id = {t.problem_id: t for t in trees}
@@ -112,9 +113,14 @@ def run(args) -> dict:
                         del state[pid]
                 print(f"[{time.perf_counter() - t0:.0f}s] {len(state)} problems in progress, {len(trees)} trees",
                       file=sys.stderr, flush=True)
-    trees = sorted(trees, key=lambda t: t.problem_id)
-    policy.close()
-    recs = {r["problem_id"]: r for r in read_jsonl(rec_path)}
+    if args.report_only:
+        trees = load_trees(args.trees)
+    recs = {r["problem_id"]: r for r in read_jsonl(rec_path)} if os.path.exists(rec_path) else {}
+    # --report-only on a partial run: compare on the problems best-of-N has finished (both sides)
+    trees = sorted((t for t in trees if t.problem_id in recs), key=lambda t: t.problem_id)
+    by_id = {t.problem_id: t for t in trees}
+    if policy is not None:
+        policy.close()
     bon_trees = [sample_tree(pid, by_id[pid].problem, by_id[pid].answer, recs[pid]["samples"]) for pid in by_id]
     mcts_m, bon_m = tree_metrics(trees), tree_metrics(bon_trees)
     mcts_m["generated_tokens_per_problem"] = round(sum(t.stats["generated_tokens"] for t in trees) / len(trees), 1)
@@ -137,6 +143,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--expect", type=int, default=0, help="follow the search until it has written this many "
                     "trees (run both at once); default: only the trees already there")
+    ap.add_argument("--report-only", action="store_true", help="no sampling: the table for the problems that "
+                    "OUT/bestofn.jsonl already holds")
     ap.add_argument("--json", help="also write the report here")
     args = ap.parse_args()
     report = run(args)
