@@ -24,6 +24,7 @@ Usage: python bench/mcts_vs_bestofn.py --trees RUN_DIR --out OUT [--model smollm
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import sys
@@ -56,7 +57,9 @@ def run(args) -> dict:
         time.sleep(5)
     cfg = SearchConfig(**read_json(settings))
     os.makedirs(args.out, exist_ok=True)
-    rec_path = os.path.join(args.out, "bestofn.jsonl")
+    shard = tuple(int(x) for x in args.shard.split("/")) if args.shard else None
+    rec_path = os.path.join(args.out, "bestofn.jsonl" if shard is None else
+                            f"bestofn.shard-{shard[0]}-of-{shard[1]}.jsonl")
     policy = None if args.report_only else make_backend("hf", args.model, threads=args.threads,
                                                         batch_size=cfg.batch_size)
     builder = PromptBuilder(policy, PromptConfig(few_shot=cfg.few_shot))
@@ -69,12 +72,16 @@ def run(args) -> dict:
             trees = load_trees(args.trees) if os.path.exists(os.path.join(args.trees, "trees.jsonl")) else []
             by_id = {t.problem_id: t for t in trees}
             done = done_ids(rec_path) if os.path.exists(rec_path) else set()
+            order = sorted(p["id"] for p in read_jsonl(args.problems)) if args.problems else None
             for t in trees:
+                if shard and order and order.index(t.problem_id) % shard[1] != shard[0]:
+                    continue
                 if t.problem_id not in done and t.problem_id not in state:
                     state[t.problem_id] = {"problem_id": t.problem_id, "budget": int(t.stats["generated_tokens"]),
                                            "tokens": 0, "samples": [], "dropped": 0, "waves": 0}
             if not state:
-                if len(trees) >= args.expect:
+                if len(trees) >= args.expect and (not shard or len(done) >= len(
+                        [t for t in trees if order.index(t.problem_id) % shard[1] == shard[0]])):
                     break
                 time.sleep(15)
                 continue
@@ -115,7 +122,8 @@ def run(args) -> dict:
                       file=sys.stderr, flush=True)
     if args.report_only:
         trees = load_trees(args.trees)
-    recs = {r["problem_id"]: r for r in read_jsonl(rec_path)} if os.path.exists(rec_path) else {}
+    recs = {r["problem_id"]: r for f in sorted(glob.glob(os.path.join(args.out, "bestofn*.jsonl")))
+            for r in read_jsonl(f)}
     # --report-only on a partial run: compare on the problems best-of-N has finished (both sides)
     trees = sorted((t for t in trees if t.problem_id in recs), key=lambda t: t.problem_id)
     by_id = {t.problem_id: t for t in trees}
@@ -143,6 +151,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--expect", type=int, default=0, help="follow the search until it has written this many "
                     "trees (run both at once); default: only the trees already there")
+    ap.add_argument("--shard", help="i/n: only problems i, i+n, ... of --problems (sorted ids); run n processes "
+                    "(1 thread each) to use n cores; the report reads every shard's file")
+    ap.add_argument("--problems", help="the search's problem file (needed with --shard)")
     ap.add_argument("--report-only", action="store_true", help="no sampling: the table for the problems that "
                     "OUT/bestofn.jsonl already holds")
     ap.add_argument("--json", help="also write the report here")
