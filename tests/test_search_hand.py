@@ -146,7 +146,7 @@ def _content(out_dir) -> list[str]:
     (3, {}), (7, {"batch_size": 5}), (12, {"max_active_trees": 2}), (20, {"batch_size": 100, "max_active_trees": 9}),
 ])
 def test_killed_and_resumed_search_equals_uninterrupted_byte_for_byte(tmp_path, checker, crash_at, resume_changes):
-    """Issue 14 item 7. Seeds come from (run seed, kind, problem id, node id), so after a kill the re-searched
+    """Issue 14 item 7. Seeds come from (run seed, kind, problem id, node path), so after a kill the re-searched
     trees are the same even though they now share waves and batches with other trees."""
     cfg = dataclasses.replace(BASE, iterations=6, early_stop_correct=1, early_stop_wrong=2)
     probs = problems(10)

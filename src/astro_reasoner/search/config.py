@@ -91,7 +91,7 @@ class SearchConfig:
     # that follow the format zero-shot (Llama-3.1-Instruct) use 0: see configs/llama3.1-*.yaml.
     few_shot: int = 2
     # Run seed. The samples of one expansion/simulation are seeded with stable_seed(seed, kind, problem id,
-    # node id) (GenParams.seeds): independent of waves and batch composition, so a resumed run reproduces an
+    # the node's path of steps) (GenParams.seeds): independent of waves and batch composition, so a resumed run reproduces an
     # uninterrupted one with any backend that seeds per prompt (issue 14).
     seed: int = 0
 

@@ -87,14 +87,17 @@ class Driver:
         (>= 1 prompt).
 
         Seeds (issue 14: a resumed search must equal an uninterrupted one): prompt i is seeded with
-        ``stable_seed(run seed, kind, problem id, node id)`` through ``GenParams.seeds``, so its samples do not
-        depend on the wave number or on which other trees share the batch. A node is expanded at most once
-        and simulated at most once, so the key is unique. The call-level ``seed`` (for backends that can only
-        seed a whole call) is derived from the call's own prompt seeds, never from a run-local counter.
+        ``stable_seed(run seed, kind, problem id, the node's path of steps)`` through ``GenParams.seeds``, so
+        its samples do not depend on the wave number or on which other trees share the batch. A node is
+        expanded at most once and simulated at most once, and siblings have distinct texts, so the key is
+        unique; it uses the path, not the node id, so grafting rollouts (which takes ids) changes no sample.
+        The call-level ``seed`` (for backends that can only seed a whole call) is derived from the call's own
+        prompt seeds, never from a run-local counter.
         """
         owners = [st for st, _ in requests]
         prompts = [self._prompt(st, node) for st, node in requests]
-        keys = [stable_seed(self.cfg.seed, kind, st.problem.id, node) for st, node in requests]
+        keys = [stable_seed(self.cfg.seed, kind, st.problem.id, mcts.path_steps(st.tree, node))
+                for st, node in requests]
         per_call = max(1, self.cfg.batch_size // max(params.n, 1))
         out: list[list[Completion]] = []
         for start in range(0, len(prompts), per_call):
