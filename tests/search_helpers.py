@@ -2,8 +2,9 @@
 
 Problems are "What is A + B?"; the policy "knows" the sum and is right more often on paths that went
 through "use method 0", so the search has a signal to find. Every output is a pure function of
-(seed, prompt, sample index): it does not depend on the batch a prompt arrives in, so a resumed search
-must reproduce an uninterrupted one exactly.
+(policy seed, prompt, sample index, the prompt's sampling seed): like a real sampler it changes with the
+seed, and like a per-prompt-seeded one it does not depend on the other prompts of the batch. So a resumed
+search reproduces an uninterrupted one exactly iff the search seeds each prompt independently of batching.
 """
 
 from __future__ import annotations
@@ -52,11 +53,16 @@ class ScriptedPolicy:
         self.calls.append((len(prompts), params.n))
         if self.delay:
             time.sleep(self.delay)  # stretches a run so the resume test can kill it mid-way
-        return [[self._sample(p, i, params) for i in range(params.n)] for p in prompts]
+        if params.seeds is not None:
+            assert len(params.seeds) == len(prompts), "GenParams.seeds must hold one seed per prompt"
+        return [[self._sample(p, i, params, params.seed if params.seeds is None else params.seeds[j])
+                 for i in range(params.n)] for j, p in enumerate(prompts)]
 
     # -- the script -------------------------------------------------------------------------------------
-    def _sample(self, prompt: str, i: int, params: GenParams) -> Completion:
-        h = int(stable_hash(self.seed, prompt, i)[:12], 16)
+    def _sample(self, prompt: str, i: int, params: GenParams, seed: int | None) -> Completion:
+        # Like a real sampler, the output depends on the seed it is given (per prompt when the caller passes
+        # GenParams.seeds, else the call's seed), so a caller whose seeds depend on batching is caught.
+        h = int(stable_hash(self.seed, prompt, i, seed)[:12], 16)
         question, _, partial = prompt.rpartition(A)
         a, b = (int(x) for x in re.findall(r"(\d+) \+ (\d+)", question)[-1])
         steps = [s for s in partial.split("\n\n") if s.strip()]
@@ -77,6 +83,20 @@ class ScriptedPolicy:
         tokens = max(1, len(text.split()))
         return Completion(text=text, tokens=tokens, logprob_sum=-tokens * (0.2 + (h >> 8) % 7 / 10),
                           finish_reason=reason, prompt_tokens=self.count_tokens(prompt))
+
+
+def scripted_spec(seed: int):
+    """A BackendSpec whose workers build ``ScriptedPolicy(seed)``: Ray runs with a deterministic policy."""
+    from dataclasses import dataclass
+
+    from astro_reasoner.search.distributed import BackendSpec
+
+    @dataclass(frozen=True)
+    class ScriptedSpec(BackendSpec):
+        def build(self):
+            return ScriptedPolicy(seed=int(self.model))
+
+    return ScriptedSpec("scripted", str(seed))
 
 
 # Every search setting spelled out, so that tuning SearchConfig's defaults leaves the golden tree alone.

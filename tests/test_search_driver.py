@@ -14,6 +14,7 @@ from astro_reasoner.checking import Checker
 from astro_reasoner.config import ConfigError
 from astro_reasoner.search import SearchConfig, load_trees, run_search, search_iter
 from astro_reasoner.search.mcts import validate_tree
+from astro_reasoner.search.storage import tree_content
 
 GOLDEN = Path(__file__).parent / "golden" / "search_tree_scripted.json"
 BASE = SearchConfig(**RESUME_CFG)
@@ -143,7 +144,9 @@ def test_sigkill_at_random_points_then_resume_matches_uninterrupted_run(tmp_path
     out = tmp_path / "killed"
     script = Path(__file__).parent / "search_helpers.py"
     cmd = [sys.executable, str(script), str(out), str(n), "0.005"]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    # tests/ for search_helpers, then the caller's path (a worktree's src/ must win over the installed copy)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).parent), *filter(None, [os.environ.get("PYTHONPATH")])])}
     rng = random.Random(0)
     trees_file = out / "trees.jsonl"
 
@@ -173,4 +176,6 @@ def test_sigkill_at_random_points_then_resume_matches_uninterrupted_run(tmp_path
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert _nodes_by_id(out / "trees.jsonl") == _nodes_by_id(ref / "trees.jsonl")
+    # every tree record byte for byte (minus wall seconds and backend-call count, which measure the run)
+    assert sorted(map(tree_content, load_trees(out))) == sorted(map(tree_content, load_trees(ref)))
     assert sum(1 for _ in open(out / "trees.jsonl")) == n

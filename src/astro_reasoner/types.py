@@ -39,7 +39,12 @@ class Problem:
 
 @dataclass(frozen=True)
 class GenParams:
-    """Sampling parameters for one backend call (the same for every prompt in the call)."""
+    """Sampling parameters for one backend call (the same for every prompt in the call).
+
+    ``seeds`` (optional, one per prompt of the call): prompt i's samples are drawn from random streams seeded
+    by ``seeds[i]`` alone, whatever else is in the batch, so a caller that batches differently (a resumed
+    search) gets the same samples. Backends (or modes) that cannot seed per prompt use ``seed``.
+    """
 
     n: int = 1
     max_tokens: int = 256
@@ -47,6 +52,7 @@ class GenParams:
     temperature: float = 1.0
     top_p: float = 1.0
     seed: int | None = None
+    seeds: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ class Policy(Protocol):
     ``generate(prompts, params)`` returns, for each prompt, ``params.n`` :class:`Completion` objects.
     Stop strings are honoured per sequence and not included in ``Completion.text``; the finish reason says
     which limit ended the continuation. With ``params.seed`` set, the same call returns the same output where
-    the backend can promise it (``deterministic`` tells).
+    the backend can promise it (``deterministic`` tells). ``params.seeds`` (one per prompt, optional) seeds each
+    prompt on its own, independent of the batch; a backend that cannot do that falls back to ``params.seed``.
     """
 
     name: str

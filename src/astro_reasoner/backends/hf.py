@@ -22,6 +22,9 @@ Design (our choices, with reasons):
   ``torch.random.fork_rng`` around ``generate`` otherwise), so the same call gives the same output and the
   global RNG is left alone. Both draw with ``torch.multinomial`` (same samples until the first row of a chunk
   ends); once "compact" drops rows the later draws differ, so the modes agree exactly only when greedy.
+  With ``params.seeds`` (one per prompt) "compact" gives every row its own generator,
+  ``stable_seed(seeds[i], sample)``, so a prompt's samples do not depend on the rest of the batch (up to
+  float rounding of batched matmuls; a resumed search relies on it); the other modes seed the chunk.
 """
 
 from __future__ import annotations
@@ -119,10 +122,16 @@ class HFBackend:
         encoded = [self.prompts.encode_prompt(p) for p in prompts]
         rows = [(i, j) for i in range(len(prompts)) for j in range(params.n)]
         rows.sort(key=lambda r: -len(encoded[r[0]]))  # stable: samples of a prompt stay together
+        if params.seeds is not None and len(params.seeds) != len(prompts):
+            raise BackendError(f"GenParams.seeds has {len(params.seeds)} seeds for {len(prompts)} prompts")
         out: list[list[Completion | None]] = [[None] * params.n for _ in prompts]
         for chunk_no, start in enumerate(range(0, len(rows), self.batch_size)):
             chunk = rows[start:start + self.batch_size]
-            seed = None if params.seed is None else stable_seed(params.seed, chunk_no)
+            seed: int | list[int] | None = None if params.seed is None else stable_seed(params.seed, chunk_no)
+            if params.seeds is not None and self.decoding == "compact":
+                # one generator per row, seeded from its prompt's seed and sample index: the row's draws do
+                # not depend on the other rows of the batch (the other modes can only seed a whole chunk)
+                seed = [stable_seed(params.seeds[i], j) for i, j in chunk]
             for (i, j), comp in zip(chunk, self._generate_rows([encoded[i] for i, _ in chunk], params, seed)):
                 out[i][j] = comp
         return out  # type: ignore[return-value]
@@ -138,7 +147,8 @@ class HFBackend:
                                f"{type(self.model).__name__} does not: use decoding=generate (or auto)")
         return decoding
 
-    def _generate_rows(self, ids: list[list[int]], params: GenParams, seed: int | None) -> list[Completion]:
+    def _generate_rows(self, ids: list[list[int]], params: GenParams, seed: int | list[int] | None
+                       ) -> list[Completion]:
         import torch
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
@@ -179,7 +189,7 @@ class HFBackend:
         return [self._completion(gen_rows[r], logprobs[r], stopper.stopped_at[r], stops, len(ids[r]))
                 for r in range(len(ids))]
 
-    def _generate_compact(self, ids, input_ids, mask, cache, params: GenParams, seed: int | None,
+    def _generate_compact(self, ids, input_ids, mask, cache, params: GenParams, seed: int | list[int] | None,
                           stops: tuple[str, ...]) -> list[Completion]:
         import torch
 

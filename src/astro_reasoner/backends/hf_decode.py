@@ -86,7 +86,7 @@ class Decoded:
 
 
 def decode(model, input_ids, mask, cache, *, max_tokens: int, temperature: float, top_p: float,
-           eos_ids: set[int], stops: tuple[str, ...], tokenizer, seed: int | None) -> list[Decoded]:
+           eos_ids: set[int], stops: tuple[str, ...], tokenizer, seed: int | list[int] | None) -> list[Decoded]:
     """Sample up to ``max_tokens`` per row from the prefilled batch, dropping rows once they end (EOS or a
     stop string in their generated text) -- see the module doc."""
     import torch
@@ -95,7 +95,10 @@ def decode(model, input_ids, mask, cache, *, max_tokens: int, temperature: float
     rows = input_ids.shape[0]
     out = [Decoded([], []) for _ in range(rows)]
     generator = None
-    if seed is not None and temperature > 0:
+    per_row = None  # a list of seeds: one generator per row, so a row's draws ignore the rest of the batch
+    if isinstance(seed, list) and temperature > 0:
+        per_row = [torch.Generator(device=device).manual_seed(s) for s in seed]
+    elif seed is not None and temperature > 0:
         generator = torch.Generator(device=device).manual_seed(seed)
     window = stop_window(stops)
     live = list(range(rows))  # batch position -> row number
@@ -115,7 +118,12 @@ def decode(model, input_ids, mask, cache, *, max_tokens: int, temperature: float
         past += width
         raw = torch.log_softmax(scores, dim=-1)
         if temperature > 0:
-            tok = torch.multinomial(_nucleus(scores / temperature, top_p), 1, generator=generator)
+            probs = _nucleus(scores / temperature, top_p)
+            if per_row is None:
+                tok = torch.multinomial(probs, 1, generator=generator)
+            else:
+                tok = torch.cat([torch.multinomial(probs[b:b + 1], 1, generator=per_row[row])
+                                 for b, row in enumerate(live)])
         else:
             tok = scores.argmax(-1, keepdim=True)
         picked = raw.gather(1, tok).squeeze(1).tolist()

@@ -36,6 +36,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from urllib.parse import urlparse
 
 from ..io import stable_seed
@@ -127,7 +128,12 @@ class OpenAIBackend:
         split = params.n > 1 and any(s.multi_n is False for s in self.servers)
         jobs = [(i, list(range(params.n)) if not split else [j]) for i in range(len(prompts))
                 for j in (range(params.n) if split else [0])]
-        futures = [self._pool.submit(self._samples, prompts[i], params, samples) for i, samples in jobs]
+        if params.seeds is not None and len(params.seeds) != len(prompts):
+            raise BackendError(f"GenParams.seeds has {len(params.seeds)} seeds for {len(prompts)} prompts")
+        # Per-prompt seeds: each prompt's requests are seeded as a one-prompt call with seed=seeds[i].
+        per = [params if params.seeds is None else replace(params, seed=params.seeds[i], seeds=None)
+               for i in range(len(prompts))]
+        futures = [self._pool.submit(self._samples, prompts[i], per[i], samples) for i, samples in jobs]
         out: list[list[Completion]] = [[] for _ in prompts]
         for (i, _), fut in zip(jobs, futures):
             out[i].extend(fut.result())

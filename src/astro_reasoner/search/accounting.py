@@ -17,7 +17,7 @@ from typing import Any
 from ..types import Problem, SearchTree
 from .config import SearchConfig
 
-TREE_SUMS = ("prompt_tokens", "generated_tokens", "backend_calls", "rollouts", "expansions", "checks",
+TREE_SUMS = ("prompt_tokens", "generated_tokens", "backend_calls", "rollouts", "expansions", "iterations", "checks",
              "wall_seconds", "nodes")
 
 

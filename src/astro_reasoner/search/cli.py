@@ -195,6 +195,7 @@ def trees_stats(
             ("terminals per tree: correct / wrong",
              f"{stats['terminals_correct_per_tree']} / {stats['terminals_wrong_per_tree']}"),
             ("depth per tree (all / expanded)", f"{stats['depth_per_tree']} / {stats['expanded_depth_per_tree']}"),
+            ("iterations per tree", stats["iterations_per_tree"]),
             ("nodes per tree", stats["nodes_per_tree"]),
             ("generated tokens per tree", stats["generated_tokens_per_tree"]),
             ("prompt tokens per tree", stats["prompt_tokens_per_tree"]),

@@ -58,12 +58,19 @@ class SearchConfig:
     reward_correct: float = 1.0
     reward_wrong: float = -1.0
     reward_unparseable: float = -1.0  # no extractable answer, cut-off rollout, depth limit
-    # --- early stop: a tree is finished once it holds >= C correct and >= W wrong terminals -----------
-    # Procedure cloning (ASTRO §2.3) needs one correct terminal and some wrong ones to backtrack from.
-    # Our choice: C=1, W=2 (a correct path plus two failures to reflect on); 0/0 disables early stop.
-    # Counted over all terminals, grafted rollouts included.
+    # --- early stop: a tree is finished once its EXPANDED terminals hold >= C correct ones and >= W distinct
+    # wrong answers (answers compared as the checker normalises them; answerless terminals do not count) --
+    # Procedure cloning (ASTRO §2.3) needs one correct terminal and wrong ones with distinct answers to
+    # backtrack from. Our choice: C=1, W=2; 0/0 disables early stop. Grafted rollouts do NOT count (issue 11):
+    # they hang under the first iteration's children and a real SmolLM2 tree holds 1 correct + 2 wrong of them
+    # after one iteration, so counting them stopped trees before any node below depth 1 was expanded: every
+    # backtrack then went to the root and the "tree" was best-of-N from the root's children.
     early_stop_correct: int = 1
     early_stop_wrong: int = 2
+    # No early stop before this many iterations (our choice: 2). Iteration 1 always expands the root, so a tree
+    # stopped there has no expanded node below depth 1 and nothing to backtrack to but the root; the second
+    # iteration expands the most promising depth-1 node. Clamped to `iterations`.
+    min_iterations: int = 2
     # Graft finished rollouts into the tree as chains of steps (source="rollout"). Our choice: on. The
     # rollouts are already paid for, and they multiply the correct/wrong terminals procedure cloning can
     # use. Grafted nodes carry no visits and are never selected, so this does not change the search.
@@ -83,7 +90,9 @@ class SearchConfig:
     # rarely keeps the blank-line step format or boxes its answer (measurements in prompts.py). Models
     # that follow the format zero-shot (Llama-3.1-Instruct) use 0: see configs/llama3.1-*.yaml.
     few_shot: int = 2
-    # Run seed; every backend call's seed is stable_seed(seed, kind, wave, chunk).
+    # Run seed. The samples of one expansion/simulation are seeded with stable_seed(seed, kind, problem id,
+    # the node's path of steps) (GenParams.seeds): independent of waves and batch composition, so a resumed run reproduces an
+    # uninterrupted one with any backend that seeds per prompt (issue 14).
     seed: int = 0
 
     def validate(self) -> None:
@@ -94,7 +103,7 @@ class SearchConfig:
                      "leaves_per_tree", "batch_size", "max_active_trees"):
             v = getattr(self, name)
             need(isinstance(v, int) and v >= 1, f"{name}={v!r} must be an integer >= 1")
-        for name in ("rollouts", "early_stop_correct", "early_stop_wrong", "few_shot"):
+        for name in ("rollouts", "early_stop_correct", "early_stop_wrong", "min_iterations", "few_shot"):
             v = getattr(self, name)
             need(isinstance(v, int) and v >= 0, f"{name}={v!r} must be an integer >= 0")
         need(self.c_puct >= 0, f"c_puct={self.c_puct} must be >= 0 (0 = pure exploitation of Q)")

@@ -81,16 +81,31 @@ class Driver:
         self.on_wave = on_wave
 
     # --- backend calls ------------------------------------------------------------------------------
-    def _generate(self, kind: str, owners: Sequence[_Active], prompts: Sequence[str],
-                  params: GenParams) -> list[list[Completion]]:
-        """All prompts of one wave phase, in calls of at most ``batch_size`` sequences (>= 1 prompt)."""
+    def _generate(self, kind: str, requests: Sequence[tuple[_Active, int]], params: GenParams
+                  ) -> list[list[Completion]]:
+        """One wave phase: a prompt per (tree, node) request, in calls of at most ``batch_size`` sequences
+        (>= 1 prompt).
+
+        Seeds (issue 14: a resumed search must equal an uninterrupted one): prompt i is seeded with
+        ``stable_seed(run seed, kind, problem id, the node's path of steps)`` through ``GenParams.seeds``, so
+        its samples do not depend on the wave number or on which other trees share the batch. A node is
+        expanded at most once and simulated at most once, and siblings have distinct texts, so the key is
+        unique; it uses the path, not the node id, so grafting rollouts (which takes ids) changes no sample.
+        The call-level ``seed`` (for backends that can only seed a whole call) is derived from the call's own
+        prompt seeds, never from a run-local counter.
+        """
+        owners = [st for st, _ in requests]
+        prompts = [self._prompt(st, node) for st, node in requests]
+        keys = [stable_seed(self.cfg.seed, kind, st.problem.id, mcts.path_steps(st.tree, node))
+                for st, node in requests]
         per_call = max(1, self.cfg.batch_size // max(params.n, 1))
         out: list[list[Completion]] = []
-        for chunk, start in enumerate(range(0, len(prompts), per_call)):
-            seed = stable_seed(self.cfg.seed, kind, self.counters.waves, chunk)
+        for start in range(0, len(prompts), per_call):
+            seeds = tuple(keys[start:start + per_call])
+            call = GenParams(**{**params.__dict__, "seed": stable_seed(self.cfg.seed, kind, *seeds),
+                                "seeds": seeds})
             t0, c0 = time.perf_counter(), time.process_time()
-            batch = self.policy.generate(list(prompts[start:start + per_call]),
-                                         GenParams(**{**params.__dict__, "seed": seed}))
+            batch = self.policy.generate(list(prompts[start:start + per_call]), call)
             self.counters.generate_seconds += time.perf_counter() - t0
             self.counters.generate_cpu_seconds += time.process_time() - c0
             self.counters.backend_calls += 1
@@ -149,8 +164,7 @@ class Driver:
         simulate: list[tuple[_Active, int]] = []
         known: list[tuple[_Active, int]] = []  # terminals whose verdict needs no checker (depth limit)
         if requests:
-            outs = self._generate("expand", [st for st, _ in requests], [self._prompt(st, n) for st, n in requests],
-                                  self._params(cfg.k, cfg.max_step_tokens, (STEP_DELIMITER,)))
+            outs = self._generate("expand", requests, self._params(cfg.k, cfg.max_step_tokens, (STEP_DELIMITER,)))
             for (st, leaf), samples in zip(requests, outs):
                 exp = mcts.add_children(st.tree, leaf, samples, cfg.max_depth)
                 checks += [_Check(st, c, st.tree.nodes[c].step) for c in exp.to_check]
@@ -158,9 +172,7 @@ class Driver:
                 simulate += [(st, c) for c in exp.to_simulate]
         rollouts: list[list[Completion]] = []
         if simulate and cfg.rollouts > 0:
-            rollouts = self._generate("rollout", [st for st, _ in simulate],
-                                      [self._prompt(st, c) for st, c in simulate],
-                                      self._params(cfg.rollouts, cfg.max_rollout_tokens, ()))
+            rollouts = self._generate("rollout", simulate, self._params(cfg.rollouts, cfg.max_rollout_tokens, ()))
         rewards: dict[tuple[int, int], list[float]] = {}
         for (st, child), comps in zip(simulate, rollouts):
             st.rollouts += len(comps)
@@ -201,10 +213,10 @@ class Driver:
 
     def _finished(self, st: _Active) -> str | None:
         cfg = self.cfg
-        correct, wrong = mcts.terminal_counts(st.tree)
-        if (cfg.early_stop_correct or cfg.early_stop_wrong) and correct >= cfg.early_stop_correct \
-                and wrong >= cfg.early_stop_wrong:
-            return "early_stop"
+        if (cfg.early_stop_correct or cfg.early_stop_wrong) and st.iterations >= cfg.min_iterations:
+            correct, wrong = mcts.early_stop_counts(st.tree)
+            if correct >= cfg.early_stop_correct and wrong >= cfg.early_stop_wrong:
+                return "early_stop"
         if st.iterations >= cfg.iterations:
             return "iterations"
         return None
@@ -212,13 +224,16 @@ class Driver:
     def _close(self, st: _Active, reason: str) -> SearchTree:
         tree = st.tree
         correct, wrong = mcts.terminal_counts(tree)
+        exp_correct, exp_wrong = mcts.early_stop_counts(tree)
         tree.stats.update({
             "stop_reason": reason, "iterations": st.iterations, "expansions": st.expansions,
             "rollouts": st.rollouts, "checks": st.checks, "prompt_tokens": st.prompt_tokens,
             "generated_tokens": st.generated_tokens, "backend_calls": len(st.calls),
             "wall_seconds": round(time.time() - st.started, 3), "nodes": len(tree.nodes),
             "terminals_correct": correct, "terminals_wrong": wrong,
+            "expanded_correct": exp_correct, "expanded_wrong_answers": exp_wrong,
             "max_depth": max(n.depth for n in tree.nodes),
+            "expanded_max_depth": max(n.depth for n in tree.nodes if n.source == "expand"),
             "backend": getattr(self.policy, "name", type(self.policy).__name__),
         })
         return tree

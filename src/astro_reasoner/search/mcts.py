@@ -33,6 +33,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..checking.extract import as_number, normalize
 from ..prompts import STEP_DELIMITER
 from ..types import Completion, Node, SearchTree, Verdict
 
@@ -224,6 +225,35 @@ def terminal_counts(tree: SearchTree) -> tuple[int, int]:
             else:
                 wrong += 1
     return correct, wrong
+
+
+def answer_key(answer: str | None) -> str:
+    """Key under which two extracted answers count as the same: the checker's normal form, and for plain
+    numbers their exact value ("1/2", "0.5" and "\\frac{1}{2}" share one key). Empty for no answer."""
+    if not answer or not answer.strip():
+        return ""
+    norm = normalize(answer)
+    value = as_number(norm)
+    return f"={value}" if value is not None else norm
+
+
+def early_stop_counts(tree: SearchTree) -> tuple[int, int]:
+    """(correct terminals, distinct wrong answers) among EXPANDED terminals: what early stop counts.
+
+    Grafted rollouts and answerless terminals (cut-off text, depth limit) are left out: grafted chains hang
+    under the first iteration's children, so counting them stopped real trees after one iteration (issue 11),
+    and procedure cloning needs wrong terminals with distinct answers to backtrack from.
+    """
+    correct = 0
+    wrong: set[str] = set()
+    for n in tree.nodes:
+        if n.source != "expand" or not n.terminal or n.verdict is None:
+            continue
+        if n.verdict == Verdict.CORRECT.value:
+            correct += 1
+        elif n.verdict == Verdict.WRONG.value and answer_key(n.answer):
+            wrong.add(answer_key(n.answer))
+    return correct, len(wrong)
 
 
 def validate_tree(tree: SearchTree, reward_range: tuple[float, float] | None = None) -> list[str]:

@@ -8,6 +8,7 @@ a directory without two processes appending to one file; ``load_trees(dir)`` rea
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -62,6 +63,19 @@ def completed_ids(out_dir: str | os.PathLike) -> set[str]:
     for path in tree_files(out_dir):
         ids |= done_ids(path)
     return ids
+
+
+# Tree stats that measure how the run went (timing; how many backend calls the tree's prompts were spread
+# over, which depends on what else was in the batch), not what the tree is.
+RUN_STATS = ("wall_seconds", "backend_calls")
+
+
+def tree_content(tree: SearchTree) -> str:
+    """Canonical JSON of a tree without :data:`RUN_STATS`: with a policy that is deterministic per seed, an
+    interrupted-and-resumed search, a Ray run and a one-process run give the same string for every tree."""
+    rec = tree.to_json()
+    rec["stats"] = {k: v for k, v in (rec.get("stats") or {}).items() if k not in RUN_STATS}
+    return json.dumps(rec, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
 def append_tree(path: Path, tree: SearchTree) -> None:
