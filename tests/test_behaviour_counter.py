@@ -23,20 +23,22 @@ def _roundtrip_rate(n_trees: int, **cfg_values) -> tuple[int, int, list[str]]:
     for i in range(n_trees):
         tree = random_tree(random.Random(1000 + i), problem_id=f"q{i}", dup_prob=0.25)
         for tr in linearize_tree(tree, cfg)[0]:
-            text = render_trace(tr, tree, phrases, use_phrases=cfg.phrases, self_check=cfg.mode == "astro",
+            for nid in tree.path(tr.meta["correct_node"])[:-1]:  # high-Q nodes: reflect and continue
+                tree.nodes[nid].visits, tree.nodes[nid].value_sum = 4, 3.0
+            text = render_trace(tr, tree, phrases, use_phrases=cfg.phrases, reflect=cfg.mode == "astro",
                                 seed=i, patterns=patterns)
             total += 1
-            if trace_signature(tr, tree).matches(text, patterns):
+            if trace_signature(tr, tree, use_phrases=cfg.phrases).matches(text, patterns):
                 ok += 1
             else:
                 failures.append(text)
     return ok, total, failures
 
 
-@pytest.mark.parametrize("merge", ["lca", "root", "random"])
+@pytest.mark.parametrize("merge", ["deepest", "root", "random"])
 @pytest.mark.parametrize("phrases", [True, False])
 def test_template_cots_parse_back_to_their_trace(merge, phrases):
-    ok, total, failures = _roundtrip_rate(120, max_backtracks={0: 0.1, 1: 0.3, 2: 0.3, 3: 0.3}, traces_per_tree=2,
+    ok, total, failures = _roundtrip_rate(120, max_backtracks={1: 0.4, 2: 0.3, 3: 0.3}, search_traces=2,
                                           merge=merge, phrases=phrases)
     assert total > 150
     assert ok / total >= 0.99, f"{ok}/{total} round trips; first failure:\n{failures[0]}"
@@ -46,7 +48,7 @@ def test_roundtrip_with_repeated_steps_uses_ordinals():
     same = "We compute 3 + 4 = 7."
     tree = build_tree([(0, same, None), (1, same, None), (2, "So \\boxed{8}.", "8"),
                        (1, "Then 7 * 2 = 14, so \\boxed{14}.", "14")], gold="14")
-    cfg = CloneConfig(max_backtracks=1)
+    cfg = CloneConfig(max_backtracks=1, direct_traces=0, search_traces=1)
     cfg.validate()
     (tr,), _ = linearize_tree(tree, cfg)
     text = render_trace(tr, tree, load_phrases())
@@ -78,7 +80,7 @@ REWORDED = {
 @pytest.mark.parametrize("name", sorted(REWORDED))
 def test_reworded_backtrack_is_found_and_resolved(name):
     b = analyze_behaviour(REWORDED[name])
-    assert b.reflections == 1
+    assert b.doubts == 1 and b.reflections == 1 + b.self_checks  # "prose" ends with a confirming check
     assert len(b.backtracks) == 1
     assert b.backtracks[0].target == 0  # the step "Tom has 3 boxes ... 12 apples"
     assert b.steps[0].startswith("Tom has 3 boxes")
@@ -93,9 +95,12 @@ def test_restart_phrasings_backtrack_to_root():
         assert b.counts() == {"steps": 2, "reflections": 1, "backtracks": 1}
 
 
-def test_self_check_is_not_a_reflection_and_plain_checks_are_steps():
+def test_a_confirming_check_is_a_reflection_without_backtrack_and_plain_checks_are_steps():
     b = analyze_behaviour("3 + 4 = 7.\n\nBut wait, let me double-check this. Yes, this is right.\n\n\\boxed{7}")
-    assert (b.reflections, b.self_checks, len(b.steps)) == (0, 1, 2)
+    assert (b.reflections, b.self_checks, len(b.backtracks), len(b.steps)) == (1, 1, 0, 2)
+    b = analyze_behaviour("3 + 4 = 7.\n\nBut wait, are we solving the problem correctly so far? Hmm… Our solution "
+                          "seems to be correct so far.\n\n7 * 2 = 14.\n\nSo the final answer is \\boxed{14}.")
+    assert (b.reflections, b.self_checks, len(b.backtracks), len(b.steps)) == (1, 1, 0, 3)
     b = analyze_behaviour("Let's check: 3 + 4 = 7.\n\nSo \\boxed{7}.")  # a step that checks, no confirmation
     assert (b.reflections, b.self_checks, len(b.steps)) == (0, 0, 2)
 
@@ -125,10 +130,14 @@ def test_every_bank_phrase_is_recognised_by_the_cue_patterns_alone(tmp_path):
 
     ph = load_phrases()
     cues_only = dataclasses.replace(load_patterns(), exact=())
-    for p in ph.reflection:
-        assert analyze_behaviour(f"x = 1.\n\n{p}", cues_only).reflections == 1, p
-    for p in ph.self_check:
-        assert analyze_behaviour(f"x = 1.\n\n{p}\n\nx = 2.", cues_only).self_checks == 1, p
+    for q in ph.reflection:
+        assert analyze_behaviour(f"x = 1.\n\n{q}", cues_only).reflections == 1, q
+        for d in ph.doubt:
+            b = analyze_behaviour(f"x = 1.\n\n{q} {d}\n\nLet's restart.", cues_only)
+            assert (b.reflections, b.self_checks, len(b.backtracks)) == (1, 0, 1), (q, d)
+        for c in ph.confirm:
+            b = analyze_behaviour(f"x = 1.\n\n{q} {c}\n\nx = 2.", cues_only)
+            assert (b.reflections, b.self_checks, len(b.steps)) == (1, 1, 2), (q, c)
     for p in ph.backtrack:
         b = analyze_behaviour("x = 1 + 1 = 2.\n\n" + p.replace("{step}", "x = 1 + 1 = 2"), cues_only)
         assert [bt.target for bt in b.backtracks] == [0], p

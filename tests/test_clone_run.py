@@ -38,9 +38,11 @@ def cfg(**kw) -> CloneConfig:
 def test_run_clone_writes_trl_ready_data(tmp_path, checker):
     trees = [random_tree(random.Random(i), problem_id=f"p{i}") for i in range(12)]
     write_trees(tmp_path / "search" / "trees.jsonl", trees)
-    stats = run_clone(tmp_path / "search", tmp_path / "out", cfg(max_backtracks="0:0.2,1:0.4,2:0.4",
-                                                                  traces_per_tree=2), checker)
+    stats = run_clone(tmp_path / "search", tmp_path / "out", cfg(max_backtracks="1:0.5,2:0.5"), checker)
     assert stats["examples"] == stats["traces"] > 12 and stats["roundtrip_rate"] == 1.0
+    mix = stats["mix"]  # ASTRO §3.3: per problem one k = 0 and up to three k >= 1 solutions
+    assert mix["k0"] == mix["problems"] == 12 and mix["k0_per_problem"] == 1.0
+    assert mix["k0"] + mix["k_ge_1"] == stats["examples"] and 1.0 < mix["k_ge_1_per_problem"] <= 3.0
     assert stats["recheck_dropped"] == 0 and stats["rl_prompts"] == 12
     sft = list(read_jsonl(tmp_path / "out" / "sft.jsonl"))
     for row in sft:  # every exported CoT re-checks CORRECT
@@ -55,6 +57,7 @@ def test_run_clone_writes_trl_ready_data(tmp_path, checker):
     assert rl.column_names[:3] == ["problem_id", "prompt", "answer"] and len(rl) == 12
     card = (tmp_path / "out" / "README.md").read_text()
     assert "config_name: sft" in card and "## Backtracks per example" in card and "round trip" in card
+    assert "## SFT mix" in card and f"k = 0 examples: {mix['k0']}" in card
     traces = list(read_jsonl(tmp_path / "out" / "traces.jsonl"))
     assert len(traces) == stats["traces"] and traces[0]["moves"][0][0] == "step"
 
@@ -82,7 +85,8 @@ def test_bad_inputs_are_counted_not_fatal(tmp_path, checker):
     path.write_text(path.read_text().rstrip("\n"))  # a torn last line, as a killed search leaves
     stats = run_clone(path, tmp_path / "out", cfg(), checker)
     assert (stats["valid_trees"], stats["malformed"], stats["duplicate_ids"]) == (3, 4, 1)
-    assert (stats["no_correct"], stats["no_wrong"], stats["examples"]) == (1, 1, 2)
+    # good: 1 direct + 3 search traces; nowrong: its direct trace only
+    assert (stats["no_correct"], stats["no_wrong"], stats["examples"]) == (1, 1, 5)
     text = "\n".join(stats["messages"])
     for needle in ("not valid JSON", "not a search tree record", "broken tree", "torn last line",
                    "already read", "no correct terminal", "no wrong terminal"):
@@ -103,7 +107,7 @@ def test_empty_and_missing_trees(tmp_path, checker):
 def test_recheck_drops_a_cot_whose_answer_is_not_correct(tmp_path, checker):
     # The search marked "\boxed{ten}" correct (say, by a lenient checker); the real checker disagrees.
     tree = build_tree([(0, "So \\boxed{ten}.", "10")], gold="10")
-    tree.nodes[1].step = "So \\boxed{ten}."
+    tree.nodes[1].step, tree.nodes[1].answer = "So \\boxed{ten}.", "ten"
     write_trees(tmp_path / "trees.jsonl", [tree])
     stats = run_clone(tmp_path / "trees.jsonl", tmp_path / "out", cfg(), checker)
     assert stats["recheck_dropped"] == 1 and stats["examples"] == 0
@@ -114,25 +118,25 @@ def test_rerun_resumes_and_refuses_other_settings(tmp_path, checker):
     write_trees(tmp_path / "trees.jsonl", [known_tree()])
     first = run_clone(tmp_path / "trees.jsonl", tmp_path / "out", cfg(max_backtracks=1), checker)
     again = run_clone(tmp_path / "trees.jsonl", tmp_path / "out", cfg(max_backtracks=1), checker)
-    assert first == again and len(list(read_jsonl(tmp_path / "out" / "cots.jsonl"))) == 1
+    assert first == again and len(list(read_jsonl(tmp_path / "out" / "cots.jsonl"))) == first["traces"] == 4
     with pytest.raises(ConfigError, match="other clone settings.*max_backtracks"):
         run_clone(tmp_path / "trees.jsonl", tmp_path / "out", cfg(max_backtracks=2), checker)
     stats = run_clone(tmp_path / "trees.jsonl", tmp_path / "out", cfg(max_backtracks=2), checker, overwrite=True)
-    assert stats["backtrack_distribution"] == {"2": 1}
+    assert stats["backtrack_distribution"] == {"0": 1, "2": 3}
 
 
 def test_cli_clone_modes_and_errors(tmp_path, capsys):
     write_trees(tmp_path / "s" / "trees.jsonl", [known_tree(f"p{i}") for i in range(3)])
     assert main(["clone", "--trees", str(tmp_path / "s"), "--out", str(tmp_path / "a"),
-                 "max_backtracks=0:0.5,3:0.5", "traces_per_tree=2"]) == 0
+                 "max_backtracks=1:0.5,3:0.5", "search_traces=2"]) == 0
     assert main(["clone", "--trees", str(tmp_path / "s"), "--out", str(tmp_path / "d"), "--mode", "direct"]) == 0
     assert main(["clone", "--trees", str(tmp_path / "s"), "--out", str(tmp_path / "n"), "--no-phrases"]) == 0
     direct = list(read_jsonl(tmp_path / "d" / "sft.jsonl"))
     assert len(direct) == 3 and {r["n_backtracks"] for r in direct} == {0} and {r["mode"] for r in direct} == {"direct"}
-    bare = list(read_jsonl(tmp_path / "n" / "sft.jsonl"))[0]["completion"][0]["content"]
-    assert "[backtrack to" in bare and "wait" not in bare.lower()
+    bare = [r["completion"][0]["content"] for r in read_jsonl(tmp_path / "n" / "sft.jsonl") if r["n_backtracks"]]
+    assert bare and all("[backtrack to" in t and "wait" not in t.lower() for t in bare)
     astro = list(read_jsonl(tmp_path / "a" / "sft.jsonl"))
-    assert {r["n_backtracks"] for r in astro} <= {0, 3} and len(astro) >= 3
+    assert {r["n_backtracks"] for r in astro} <= {0, 1, 3} and len(astro) >= 6
     out = capsys.readouterr()
     assert "SFT examples" in out.out
     assert main(["clone", "--trees", str(tmp_path / "s"), "--out", str(tmp_path / "x"), "merge=middle"]) == 1

@@ -31,7 +31,7 @@ def test_clone_trees_from_a_real_smollm2_search(tmp_path):
     try:
         with Checker(workers=1) as checker:
             run_search(problems, policy, checker, scfg, tmp_path / "search")
-            cfg = CloneConfig(max_backtracks={0: 0.2, 1: 0.4, 2: 0.4}, traces_per_tree=2)
+            cfg = CloneConfig(max_backtracks={1: 0.5, 2: 0.5})
             stats = run_clone(tmp_path / "search", tmp_path / "clone", cfg, checker)
             if stats["traces"] == 0:
                 pytest.skip(f"SmolLM2 found no correct terminal in {len(problems)} trees: {stats['messages']}")

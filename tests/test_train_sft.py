@@ -40,10 +40,25 @@ def sft_run(tiny_model_dir, sft_data, tmp_path_factory):
     return cfg
 
 
-def test_prompt_tokens_carry_no_loss(tiny_model_dir, sft_data, tmp_path):
+def test_default_loss_is_on_all_tokens_as_in_the_paper(tiny_model_dir, sft_data, tmp_path):
     from astro_reasoner.train.sft import build_sft_trainer
 
-    trainer, stats = build_sft_trainer(sft_cfg(tiny_model_dir, sft_data, tmp_path / "out"))
+    assert SFTStageConfig().completion_only_loss is False and SFTStageConfig().learning_rate == 3e-6
+    trainer, _ = build_sft_trainer(sft_cfg(tiny_model_dir, sft_data, tmp_path / "out"))
+    tok = trainer.processing_class
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    labels, ids = batch["labels"], batch["input_ids"]
+    real = batch["attention_mask"] == 1
+    assert bool((labels[real] == ids[real]).all()) and bool((labels[~real] == -100).all())  # loss on every token
+    text = tok.decode([t for t in labels[0].tolist() if t != -100])
+    assert "Solve the following" in text and text.endswith("<|im_end|>\n")  # the prompt carries loss too
+
+
+def test_completion_only_loss_masks_the_prompt(tiny_model_dir, sft_data, tmp_path):
+    from astro_reasoner.train.sft import build_sft_trainer
+
+    trainer, stats = build_sft_trainer(sft_cfg(tiny_model_dir, sft_data, tmp_path / "out",
+                                               completion_only_loss=True))
     tok = trainer.processing_class
     records = sft_records()
     assert stats["examples"] == len(records) and stats["too_long"] == 0

@@ -30,7 +30,7 @@ def test_rendered_astro_trace_backtracks_point_to_the_right_steps(use_phrases):
     tree = small_tree()
     trace = Trace(tree.problem_id, MOVES)
     text = render_trace(trace, tree, load_phrases(), use_phrases=use_phrases, seed=3)
-    sig = trace_signature(trace, tree)  # what the renderer meant: step indices and backtrack targets
+    sig = trace_signature(trace, tree, use_phrases=use_phrases)  # what the renderer meant: step indices and backtrack targets
     g = build_cot_graph(text, final_verdict="correct")
     # expected from the trace itself: (step written just before the backtrack, target step index)
     expected, written = [], -1

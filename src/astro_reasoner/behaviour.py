@@ -4,8 +4,9 @@ Shared by procedure cloning (to verify that a rendered or LM-rewritten CoT still
 logging and evaluation (ASTRO §4 counts self-reflections and backtracks in model outputs and correlates them
 with accuracy). Hand-written because no library parses this: the text is split into paragraphs (ASTRO §2.1:
 steps are separated by a blank line) and sentences; each sentence is classified by the phrase banks and cue
-patterns of ``phrases.yaml`` (one file for the renderer and the counter); runs of reflective sentences
-become one reflection or self-check; a backtrack is resolved to the earlier step it restates by fuzzy token
+patterns of ``phrases.yaml`` (one file for the renderer and the counter); a run of reflective sentences
+is one reflection — it counts whether it ends in doubt and a backtrack or in a confirmation (then it is also
+a self-check: the solution goes on, ASTRO §2.3); a backtrack is resolved to the earlier step it restates by fuzzy token
 matching against the steps on the current path (a backtrack in ASTRO returns to an ancestor, §2.2).
 
 Conventions: ``Backtrack.target`` is an index into ``Behaviour.steps``; ``ROOT`` (-1) means "start over from
@@ -49,7 +50,11 @@ class Patterns:
 
 
 def _exact_pattern(sentence: str) -> re.Pattern:
-    parts = [r"\s+".join(re.escape(w) for w in chunk.split()) for chunk in sentence.split("{step}")]
+    """A bank sentence as a regex: ``{step}`` captures the restated step, ``{answer}`` matches any answer."""
+    def words(chunk: str) -> str:
+        return r"\s+".join(re.escape(w) for w in chunk.split())
+
+    parts = [r".*?".join(words(c) for c in chunk.split("{answer}")) for chunk in sentence.split("{step}")]
     return re.compile(r"\s*" + r"(?P<step>.*?)".join(parts) + r"\s*", re.IGNORECASE)
 
 
@@ -62,7 +67,9 @@ def load_patterns(path: str | None = None, min_score: float = 0.4) -> Patterns:
 def _load_patterns(path: str | None, _mtime: int, min_score: float) -> Patterns:
     ph = load_phrases(path)
     cues = {k: tuple(re.compile(rx, re.IGNORECASE) for rx in ph.patterns[k]) for k in CUE_KINDS}
-    flags_of = {"reflection": frozenset({"reflect", "mistake"}), "self_check": frozenset({"check", "confirm"}),
+    # The neutral question only reflects; what follows it decides: doubt (-> backtrack) or confirmation.
+    flags_of = {"reflection": frozenset({"reflect"}), "doubt": frozenset({"mistake"}),
+                "confirm": frozenset({"confirm"}), "final_answer": frozenset({"confirm"}),
                 "backtrack": frozenset({"backtrack"}), "backtrack_root": frozenset({"restart"})}
     exact: list[tuple[frozenset, re.Pattern]] = []
     for kind in PHRASE_KINDS:
@@ -89,10 +96,18 @@ class Event:
 @dataclass
 class Behaviour:
     steps: list[str] = field(default_factory=list)
-    reflections: int = 0  # reflections that find a mistake ("But wait ... I made a mistake")
-    self_checks: int = 0  # checks that confirm the work ("let me double-check ... Yes, this is right")
+    # Every reflective moment (ASTRO §2.3): a check that ends in doubt and a backtrack, or in a confirmation
+    # and the solution goes on ("But wait, are we solving the problem correctly so far? Hmm... Our solution
+    # seems to be correct so far.").
+    reflections: int = 0
+    self_checks: int = 0  # the reflections that confirm the work and continue (a subset of ``reflections``)
     backtracks: list[Backtrack] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+
+    @property
+    def doubts(self) -> int:
+        """Reflections that found (or suspected) a mistake."""
+        return self.reflections - self.self_checks
 
     def counts(self) -> dict[str, int]:
         return {"steps": len(self.steps), "reflections": self.reflections, "backtracks": len(self.backtracks)}
@@ -324,10 +339,8 @@ def analyze_behaviour(text: str, patterns: Patterns | None = None) -> Behaviour:
                 path.append(len(out.steps) - 1)
         elif u.kind in ("reflection", "self_check"):
             if "first" in u.flags:
-                if u.kind == "reflection":
-                    out.reflections += 1
-                else:
-                    out.self_checks += 1
+                out.reflections += 1
+                out.self_checks += u.kind == "self_check"
                 out.events.append(Event(u.kind, par[u.start:u.end].strip()))
             else:
                 out.events[-1] = Event(u.kind, out.events[-1].text + " " + par[u.start:u.end].strip())

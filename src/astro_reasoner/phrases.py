@@ -1,8 +1,9 @@
 """The phrase banks file (``phrases.yaml``): loading and checking it.
 
-One file feeds both the renderer (``clone.render``: reflection, backtrack and self-check phrases, bare
-markers for the ``phrases=false`` ablation) and the behaviour counter (``behaviour``: its cue patterns, plus
-every bank phrase as an exact pattern). Edit the packaged file, or pass your own with ``phrases_file=PATH``.
+One file feeds both the renderer (``clone.render``: the neutral reflection question, doubt, confirmation,
+backtrack and final-answer phrases, bare markers for the ``phrases=false`` ablation; ASTRO §2.3) and the
+behaviour counter (``behaviour``: its cue patterns, plus every bank phrase as an exact pattern). Every bank
+names its source in ``sources``. Edit the packaged file, or pass your own with ``phrases_file=PATH``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import yaml
 
 from .config import ConfigError
 
-PHRASE_KINDS = ("reflection", "backtrack", "backtrack_root", "self_check")
+PHRASE_KINDS = ("reflection", "doubt", "confirm", "backtrack", "backtrack_root", "final_answer")
 CUE_KINDS = ("reflect", "mistake", "check", "confirm", "backtrack", "restart", "filler")
 
 
@@ -25,12 +26,15 @@ CUE_KINDS = ("reflect", "mistake", "check", "confirm", "backtrack", "restart", "
 class Phrases:
     """The phrase banks of ``phrases.yaml`` (rendering) and its ``patterns`` section (counting)."""
 
-    reflection: tuple[str, ...]
+    reflection: tuple[str, ...]  # neutral check question (never the verdict)
+    doubt: tuple[str, ...]  # admission after a wrong terminal, before a backtrack
+    confirm: tuple[str, ...]  # "Our solution seems to be correct so far."
     backtrack: tuple[str, ...]
     backtrack_root: tuple[str, ...]
-    self_check: tuple[str, ...]
+    final_answer: tuple[str, ...]  # closes the CoT after the final check: ... \\boxed{{answer}}
     bare: dict[str, str]
     patterns: dict[str, tuple[str, ...]]
+    sources: dict[str, str]
     source: str = ""
 
 
@@ -72,6 +76,8 @@ def _load_phrases(path: str | None, _mtime: int) -> Phrases:
                 raise _phrases_error(where, f"phrase {s!r} contains a blank line (it would split a step)")
             if kind == "backtrack" and "\"{step}\"" not in s:
                 raise _phrases_error(where, f"backtrack phrase {s!r} needs the quoted slot \"{{step}}\"")
+            if kind == "final_answer" and "\\boxed{{answer}}" not in s:
+                raise _phrases_error(where, f"final_answer phrase {s!r} needs the slot \\boxed{{{{answer}}}}")
         banks[kind] = tuple(s.strip() for s in bank)
     bare = data.get("bare") or {}
     if not isinstance(bare, dict) or set(bare) != set(PHRASE_KINDS):
@@ -90,6 +96,12 @@ def _load_phrases(path: str | None, _mtime: int) -> Phrases:
             except re.error as exc:
                 raise _phrases_error(where, f"patterns.{kind}: bad regex {rx!r} ({exc})") from None
         patterns[kind] = tuple(items)
-    return Phrases(**banks, bare={k: str(v or "") for k, v in bare.items()}, patterns=patterns, source=where)
+    sources = data.get("sources") or {}
+    missing = [k for k in PHRASE_KINDS if not str(sources.get(k) or "").strip()] if isinstance(sources, dict) \
+        else list(PHRASE_KINDS)
+    if missing:  # every bank says where it comes from (the paper, or ours)
+        raise _phrases_error(where, f"'sources' must name the source of every bank; missing: {', '.join(missing)}")
+    return Phrases(**banks, bare={k: str(v or "") for k, v in bare.items()}, patterns=patterns,
+                   sources={k: str(sources[k]) for k in PHRASE_KINDS}, source=where)
 
 

@@ -45,7 +45,7 @@ def clone_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Discard earlier outputs in --out."),
     backend_option: list[str] = backend_option_flag("key=value for the rewrite/self-eval backend (e.g. base_url=...)."),
     overrides: list[str] = typer.Argument(None, help="CloneConfig key=value, e.g. max_backtracks=0:0.2,1:0.4,2:0.4 "
-                                          "traces_per_tree=2 merge=root rewrite=true model=smollm2-135m."),
+                                          "search_traces=3 merge=root rewrite=true model=smollm2-135m."),
 ) -> None:
     """Procedure cloning: linearize search trees into traces with backtracks and write SFT/RL data."""
     from ..checking import Checker

@@ -14,7 +14,7 @@ from ..config import ConfigError
 from ..io import stable_hash
 
 MODES = ("astro", "direct")
-MERGES = ("lca", "root", "random")
+MERGES = ("deepest", "root", "random")
 
 
 def parse_backtracks(value: Any) -> int | dict[int, float]:
@@ -56,15 +56,31 @@ def parse_backtracks(value: Any) -> int | dict[int, float]:
 @dataclass
 class CloneConfig:
     mode: str = "astro"  # astro: wrong terminals + backtracks + correct path; direct: correct path only (baseline)
-    max_backtracks: Any = 2  # an int, or a distribution {count: weight} sampled per trace
-    traces_per_tree: int = 1  # traces drawn per tree (different wrong terminals / counts); duplicates dropped
-    merge: str = "lca"  # where a backtrack returns: lca (ASTRO §2.2) | root (start over) | random ancestor
+    # The SFT mix per tree (ASTRO §3.3: per problem one direct solution, k = 0, and three search solutions,
+    # k >= 1, drawn from the same tree). Direct mode always writes one k = 0 trace.
+    direct_traces: int = 1
+    search_traces: int = 3
+    # k of a search trace: an int, or a distribution {count: weight} sampled per trace. Our choice: 1-3
+    # backtracks, equally likely (the paper's CoTs hold one to a few backtracks; it gives no distribution).
+    max_backtracks: Any = dataclasses.field(default_factory=lambda: {1: 1.0, 2: 1.0, 3: 1.0})
+    # Where a backtrack returns (Algorithm 1): deepest = the new path's deepest node already written, so no
+    # step is written twice ("lca" is accepted as an old name); root = start over; random = a random written
+    # ancestor (ablations).
+    merge: str = "deepest"
     phrases: bool = True  # false: bare markers instead of natural-language reflection/backtrack (ablation)
     phrases_file: str | None = None  # your own phrase bank (same schema as the packaged phrases.yaml)
+    # Reflect-and-continue (ASTRO §2.3): after an intermediate step whose node has Q >= q_threshold (and at
+    # least q_min_visits visits, so one lucky rollout does not count), the neutral check is followed by "Our
+    # solution seems to be correct so far." and the solution goes on. Our choice: 0.5, i.e. on the [-1, 1]
+    # reward scale at least 3 of 4 evaluations below the node were correct; the paper says "high Q".
+    q_threshold: float = 0.5
+    q_min_visits: int = 2
     rewrite: bool = False  # LM rewrite of the template CoT into fluent prose (ASTRO §2.3), verified
-    selfeval: bool = False  # LM self-evaluation filter (ASTRO §2.3)
-    votes: int = 3  # J: self-evaluation votes per CoT
-    min_votes: int | None = None  # yes-votes needed to keep a CoT; None = all J (unanimous)
+    # Self-evaluation (ASTRO §2.3) of the correct TERMINALS (their solution path), before sampling n*; the same
+    # filter for astro and direct data. votes: N = 8 as in the paper; min_votes None = a majority (ours).
+    selfeval: bool = False
+    votes: int = 8
+    min_votes: int | None = None  # yes-votes a terminal needs; None = more than half of the votes
     backend: str = "hf"  # backend for rewrite/self-eval when no policy object is passed in
     model: str | None = None  # model for rewrite/self-eval (path, hub id, or alias such as smollm2-135m)
     rewrite_temperature: float = 0.7
@@ -79,19 +95,25 @@ class CloneConfig:
     def validate(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"mode={self.mode!r} is not one of {', '.join(MODES)}")
+        if self.merge == "lca":
+            self.merge = "deepest"
         if self.merge not in MERGES:
-            raise ConfigError(f"merge={self.merge!r} is not one of {', '.join(MERGES)} (lca = lowest common "
-                              f"ancestor as in ASTRO §2.2; root = start over; random = a random common ancestor)")
+            raise ConfigError(f"merge={self.merge!r} is not one of {', '.join(MERGES)} (deepest = continue from "
+                              f"the deepest written node as in Algorithm 1; root = start over; random = a random "
+                              f"written ancestor)")
         self.max_backtracks = parse_backtracks(self.max_backtracks)
         if isinstance(self.max_backtracks, int) and self.max_backtracks < 0:
             raise ConfigError(f"max_backtracks={self.max_backtracks} must be >= 0")
-        if self.traces_per_tree < 1:
-            raise ConfigError(f"traces_per_tree={self.traces_per_tree} must be >= 1")
+        if self.direct_traces < 0 or self.search_traces < 0 or self.direct_traces + self.search_traces < 1:
+            raise ConfigError(f"direct_traces={self.direct_traces}, search_traces={self.search_traces}: both must "
+                              f"be >= 0 and at least one > 0 (the paper: 1 and 3)")
         if self.votes < 1:
-            raise ConfigError(f"votes={self.votes} must be >= 1 (J self-evaluation votes)")
+            raise ConfigError(f"votes={self.votes} must be >= 1 (N self-evaluation votes)")
         if self.min_votes is not None and not 1 <= self.min_votes <= self.votes:
             raise ConfigError(f"min_votes={self.min_votes} must be between 1 and votes={self.votes} "
-                              f"(or unset for a unanimous vote)")
+                              f"(or unset for a majority)")
+        if self.q_min_visits < 1:
+            raise ConfigError(f"q_min_visits={self.q_min_visits} must be >= 1")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size={self.batch_size} must be >= 1")
         if self.max_tokens is not None and self.max_tokens < 1:
@@ -103,7 +125,7 @@ class CloneConfig:
 
     @property
     def required_votes(self) -> int:
-        return self.votes if self.min_votes is None else self.min_votes
+        return self.votes // 2 + 1 if self.min_votes is None else self.min_votes
 
     @property
     def uses_lm(self) -> bool:

@@ -1,7 +1,7 @@
 """SFT and RL datasets in TRL's formats, a dataset card, and an optional push to the Hugging Face Hub.
 
-- ``sft.jsonl``: conversational prompt-completion rows, as TRL's ``SFTTrainer`` expects (the loss falls on the
-  completion only): ``prompt`` = the system + user messages of the search prompt, ``completion`` =
+- ``sft.jsonl``: conversational prompt-completion rows, as TRL's ``SFTTrainer`` expects (``astro sft`` trains
+  on all tokens by default, as the paper does, or on the completion only): ``prompt`` = the system + user messages of the search prompt, ``completion`` =
   ``[{"role": "assistant", "content": cot}]``, plus ``problem_id``, ``mode``, ``n_backtracks``, ``trace_index``,
   ``rewritten`` and ``selfeval_votes``.
 - ``rl.jsonl``: ``prompt`` + gold ``answer`` + ``problem_id`` (+ ``solved_in_search``) for GRPO.
@@ -76,17 +76,22 @@ def dataset_card(stats: dict[str, Any], lengths: Sequence[int], length_unit: str
         f"- trees read: {stats['trees']} (malformed lines skipped: {stats['malformed']}, duplicate ids: "
         f"{stats['duplicate_ids']})",
         f"- trees without a correct terminal (no trace): {stats['no_correct']}",
-        f"- trees without a wrong terminal (traces without backtracks): {stats['no_wrong']}",
+        f"- trees whose correct terminals all failed self-evaluation (no trace): {stats.get('no_approved', 0)}",
+        f"- trees without a wrong terminal (k = 0 traces only): {stats['no_wrong']}",
         f"- traces: {stats['traces']} (short of the sampled backtrack count: {stats['short']}, duplicates "
         f"dropped: {stats['duplicates']})",
         f"- template round trip through the behaviour counter: {_pct(stats['roundtrip_ok'], stats['traces'])}",
         f"- LM rewrite accepted: {_pct(stats['rewrite_accepted'], stats['rewrite_attempted'])}"
         + (f" — rejections: {dict(stats['rewrite_reasons'])}" if stats["rewrite_reasons"] else ""),
-        f"- self-evaluation kept: {_pct(stats['selfeval_kept'], stats['selfeval_judged'])}"
+        f"- correct terminals passing self-evaluation: {_pct(stats['selfeval_kept'], stats['selfeval_judged'])}"
         + (f" (votes: {dict(stats['votes'])})" if stats["votes"] else ""),
         f"- dropped by the final answer re-check: {stats['recheck_dropped']}",
         f"- dropped as too long: {stats['too_long']}",
         f"- exported: {ex}", "",
+        "## SFT mix (ASTRO §3.3: per problem one k = 0 and three k >= 1 solutions)", "",
+        f"- k = 0 examples: {stats['mix']['k0']} ({stats['mix']['k0_per_problem']} per problem); k >= 1 "
+        f"examples: {stats['mix']['k_ge_1']} ({stats['mix']['k_ge_1_per_problem']} per problem), over "
+        f"{stats['mix']['problems']} problems", "",
         "## Backtracks per example", "", "| backtracks | examples |", "|---|---|",
         *[f"| {k} | {v} |" for k, v in sorted(stats["backtrack_distribution"].items(), key=lambda kv: int(kv[0]))],
         "", f"## Length of the chain-of-thought ({length_unit})", "",

@@ -1,15 +1,23 @@
 """Traces -> natural-language long CoT (ASTRO §2.3).
 
-Steps are written verbatim, one paragraph each (ASTRO §2.1's blank-line step format). After each wrong
-terminal come a self-reflection and a backtrack phrase that names the step returned to, restated briefly
-(or says we start over, for the root); before the final step a short self-check (astro mode). Phrases come
-from ``phrases.yaml`` and are drawn with ``stable_seed(seed, problem id, trace index)``; ``phrases=False``
-renders bare markers instead (ablation).
+Steps are written verbatim, one paragraph each (ASTRO §2.1's blank-line step format). Every check starts
+with a NEUTRAL question ("But wait, are we solving the problem correctly so far? Hmm…"), and what
+follows decides (astro mode, phrases from ``phrases.yaml``):
+- after a wrong terminal: an admission ("I'm not sure if we're solving the problem correctly so far.") and a
+  backtrack phrase that names the step returned to, restated briefly ("Let's go back to where we had
+  \"...\""), or says we restart, for the root;
+- after an intermediate step whose node has a high Q-value (``q_threshold``): "Our solution seems to be
+  correct so far." and the path continues;
+- right AFTER the final correct step: the check, the confirmation, then the final answer in ``\\boxed{}``.
+Phrases are drawn with ``stable_seed(seed, problem id, trace index)``; ``use_phrases=False`` renders bare
+markers instead (ablation: no checks, the final step keeps its own box). Direct mode (``reflect=False``)
+writes the steps alone.
 
 Two edits to the steps, both our choices so that the CoT carries exactly one final answer at its end (a
 ``\\boxed{}`` mid-way would be read as an answer by extractors and math-verify merges nearby boxes):
-- every step except the last loses its ``\\boxed{...}`` wrapper (the content stays);
-- if the last step has no ``\\boxed{}`` (the checker found its answer by a fallback), the answer is
+- steps lose their ``\\boxed{...}`` wrapper (the content stays), except the final step when no final-answer
+  phrase follows it;
+- if that boxed final step has no ``\\boxed{}`` (the checker found its answer by a fallback), the answer is
   appended to it as " The answer is \\boxed{...}.".
 A step's own blank lines are collapsed to single newlines so one step stays one paragraph.
 """
@@ -69,34 +77,45 @@ class Signature:
         return tuple(b.steps) == self.steps and tuple(b.moves()) == self.moves
 
 
-def _walk(trace: Trace, tree: SearchTree) -> list[tuple[str, int, str]]:
-    """(kind, index, text): ("step", step index, text) or ("backtrack", target step index or ROOT, "").
+@dataclass(frozen=True)
+class _Item:
+    kind: str  # "step" | "backtrack"
+    index: int  # step index; for a backtrack the target step index, or ROOT
+    text: str = ""
+    node: int = 0
 
-    Steps that render empty are skipped; a backtrack to such a step goes to its nearest visible ancestor.
-    """
+
+def _walk(trace: Trace, tree: SearchTree, box_final: bool) -> list[_Item]:
+    """The trace over step indices. Steps that render empty are skipped; a backtrack to such a step goes to
+    its nearest visible ancestor."""
     last_step = max(i for i, m in enumerate(trace.moves) if m.kind == "step")
-    out: list[tuple[str, int, str]] = []
-    index_of: dict[int, int] = {}  # node id -> latest step index on the current path
+    out: list[_Item] = []
+    index_of: dict[int, int] = {}  # node id -> latest step index
     n_steps = 0
     for i, m in enumerate(trace.moves):
         if m.kind == "step":
-            text = step_text(tree, m.node, final=i == last_step)
+            text = step_text(tree, m.node, final=box_final and i == last_step)
             if text:
                 index_of[m.node] = n_steps
-                out.append(("step", n_steps, text))
+                out.append(_Item("step", n_steps, text, m.node))
                 n_steps += 1
         else:
             node = m.node
             while node > 0 and node not in index_of:
                 node = tree.nodes[node].parent
-            out.append(("backtrack", index_of[node] if node > 0 else ROOT, ""))
+            out.append(_Item("backtrack", index_of[node] if node > 0 else ROOT, "", m.node))
     return out
 
 
-def trace_signature(trace: Trace, tree: SearchTree) -> Signature:
-    walk = _walk(trace, tree)
-    return Signature(steps=tuple(t for k, _, t in walk if k == "step"),
-                     moves=tuple((k, i) for k, i, _ in walk))
+def _boxes_final(reflect: bool, use_phrases: bool) -> bool:
+    """Whether the final step keeps its box (no final-answer phrase after it)."""
+    return not (reflect and use_phrases)
+
+
+def trace_signature(trace: Trace, tree: SearchTree, *, reflect: bool = True, use_phrases: bool = True) -> Signature:
+    walk = _walk(trace, tree, _boxes_final(reflect, use_phrases))
+    return Signature(steps=tuple(it.text for it in walk if it.kind == "step"),
+                     moves=tuple((it.kind, it.index) for it in walk))
 
 
 def brief(steps: list[str], target: int, path: list[int], min_score: float = 0.4) -> str:
@@ -120,9 +139,16 @@ def brief(steps: list[str], target: int, path: list[int], min_score: float = 0.4
     return f'"{out}"'
 
 
+def high_q(tree: SearchTree, node_id: int, q_threshold: float, q_min_visits: int) -> bool:
+    """An intermediate node whose value estimate is high: reflect, confirm and continue (ASTRO §2.3)."""
+    n = tree.nodes[node_id]
+    return not n.terminal and n.visits >= q_min_visits and n.q >= q_threshold
+
+
 def render_trace(trace: Trace, tree: SearchTree, phrases: Phrases, *, use_phrases: bool = True,
-                 self_check: bool = True, seed: int = 0, patterns: Patterns | None = None) -> str:
-    """The CoT text of one trace."""
+                 reflect: bool = True, seed: int = 0, patterns: Patterns | None = None,
+                 q_threshold: float = 0.5, q_min_visits: int = 2) -> str:
+    """The CoT text of one trace (``reflect=False``: the Direct baseline, steps only)."""
     rng = random.Random(stable_seed(seed, trace.problem_id, trace.meta.get("trace_index", 0), "phrases"))
     last_used: dict[str, str] = {}
 
@@ -133,26 +159,44 @@ def render_trace(trace: Trace, tree: SearchTree, phrases: Phrases, *, use_phrase
         last_used[kind] = rng.choice(bank)  # never the same phrase twice in a row
         return last_used[kind]
 
-    walk = _walk(trace, tree)
-    final_pos = max(i for i, (k, _, _) in enumerate(walk) if k == "step")
+    def check(verdict: str) -> str:  # the neutral question, then the verdict: one paragraph
+        return " ".join(p for p in (phrase("reflection"), phrase(verdict)) if p)
+
+    box_final = _boxes_final(reflect, use_phrases)
+    walk = _walk(trace, tree, box_final)
+    final_pos = max(i for i, it in enumerate(walk) if it.kind == "step")
     paragraphs: list[str] = []
     steps: list[str] = []
     path: list[int] = []
-    for pos, (kind, idx, text) in enumerate(walk):
-        if kind == "step":
-            if pos == final_pos and self_check:
-                paragraphs.append(phrase("self_check"))
-            paragraphs.append(text)
-            steps.append(text)
-            path.append(idx)
+    for pos, it in enumerate(walk):
+        if it.kind == "step":
+            paragraphs.append(it.text)
+            steps.append(it.text)
+            path.append(it.index)
+            nxt = walk[pos + 1] if pos + 1 < len(walk) else None
+            if not reflect:
+                continue
+            if pos == final_pos:  # check AFTER the final step, confirm, then the final answer
+                paragraphs.append(check("confirm"))
+                if not box_final:
+                    answer = tree.nodes[it.node].answer or tree.answer
+                    paragraphs.append(phrase("final_answer").replace("{answer}", answer))
+            elif nxt is not None and nxt.kind == "step" and high_q(tree, it.node, q_threshold, q_min_visits):
+                paragraphs.append(check("confirm"))
             continue
-        # A backtrack follows a wrong terminal (ASTRO §2.2): reflect on the mistake, then say where we go.
-        paragraphs.append(phrase("reflection"))
-        if idx == ROOT:
+        # A backtrack follows a wrong terminal (ASTRO §2.2): the check ends in doubt, then we say where we go.
+        paragraphs.append(check("doubt"))
+        if it.index == ROOT:
             paragraphs.append(phrase("backtrack_root"))
             path = []
         else:
             min_score = patterns.min_score if patterns else 0.4
-            paragraphs.append(phrase("backtrack").replace('"{step}"', brief(steps, idx, path, min_score)))
-            path = path[: path.index(idx) + 1]
+            paragraphs.append(phrase("backtrack").replace('"{step}"', brief(steps, it.index, path, min_score)))
+            path = path[: path.index(it.index) + 1] if it.index in path else [it.index]
     return "\n\n".join(p for p in paragraphs if p.strip())
+
+
+def render_path(tree: SearchTree, node_id: int) -> str:
+    """The plain solution path to one node (what self-evaluation judges: ASTRO §2.3)."""
+    texts = [step_text(tree, n, final=i == len(tree.path(node_id)) - 1) for i, n in enumerate(tree.path(node_id))]
+    return "\n\n".join(t for t in texts if t)

@@ -20,9 +20,10 @@ prose, as if one person were thinking aloud while solving it.
 
 Rules:
 - Keep the content of every step, including the calculations that later turn out to be wrong.
-- Keep every moment where the solver doubts the work and finds a mistake, and every place where the solver \
-goes back to an earlier step; when going back, say which earlier step you return to, quoting it briefly.
-- Keep the final double-check.
+- Keep every moment where the solver stops to check the work so far, and what follows it: either doubt and \
+going back to an earlier step (say which earlier step you return to, quoting it briefly), or the confirmation \
+that the solution is correct so far, after which the solution goes on.
+- Keep the final check and confirmation before the final answer.
 - Do not add new steps or calculations and do not change any number or the final answer.
 - Separate paragraphs with a blank line and end with the final answer in \\boxed{{}}, as in the original.
 - Output only the rewritten solution.

@@ -1,8 +1,11 @@
-"""``run_clone``: trees.jsonl -> traces -> CoT (-> rewrite -> self-eval) -> re-check -> sft.jsonl / rl.jsonl.
+"""``run_clone``: trees.jsonl (-> self-eval of correct terminals) -> traces -> CoT (-> rewrite) -> re-check ->
+sft.jsonl / rl.jsonl.
 
-Files in ``out_dir``: ``traces.jsonl`` (every trace, with its moves), ``cots.jsonl`` (one record per trace
-with the CoT and what happened to it; appended per batch, so an LM rewrite/self-eval run resumes where it
-stopped), ``sft.jsonl``, ``rl.jsonl``, ``README.md`` (dataset card), ``stats.json``, ``clone_config.json``.
+Files in ``out_dir``: ``selfeval.jsonl`` (the votes on every correct terminal, one record per tree, when the
+filter is on), ``traces.jsonl`` (every trace, with its moves), ``cots.jsonl`` (one record per trace with the
+CoT and what happened to it), ``sft.jsonl``, ``rl.jsonl``, ``README.md`` (dataset card), ``stats.json``
+(including the SFT mix: k = 0 and k >= 1 examples per problem), ``clone_config.json``. The LM stages append
+per batch, so a run resumes where it stopped.
 Bad input never crashes the run: malformed lines, broken trees and trees without a correct or wrong
 terminal are counted and reported (``stats["messages"]``).
 """
@@ -22,7 +25,7 @@ from ..types import SearchTree
 from . import export
 from .config import CloneConfig
 from .linearize import LinearizeStats, linearize_tree, validate_tree
-from .render import render_trace, trace_signature
+from .render import render_path, render_trace, trace_signature
 from .rewrite import rewrite_batch
 from .selfeval import selfeval_batch
 
@@ -79,7 +82,7 @@ def read_trees(path: str | Path) -> tuple[list[SearchTree], dict[str, Any]]:
 def _check_out_dir(out: Path, cfg: CloneConfig, overwrite: bool) -> None:
     cfg_path = out / "clone_config.json"
     if overwrite:
-        for name in ("cots.jsonl", "traces.jsonl", "sft.jsonl", "rl.jsonl", "README.md", "stats.json"):
+        for name in ("selfeval.jsonl", "cots.jsonl", "traces.jsonl", "sft.jsonl", "rl.jsonl", "README.md", "stats.json"):
             (out / name).unlink(missing_ok=True)
     elif cfg_path.exists():
         old = read_json(cfg_path)
@@ -125,24 +128,51 @@ def run_clone(trees_path: str | Path, out_dir: str | Path, cfg: CloneConfig, che
     trees, info = read_trees(trees_path)
     phrases, patterns = load_phrases(cfg.phrases_file), load_patterns(cfg.phrases_file)
 
-    lin = LinearizeStats()
-    traces, tree_of = [], {t.problem_id: t for t in trees}
-    for tree in trees:
-        tr, st = linearize_tree(tree, cfg)
-        lin.merge(st)
-        traces.extend(tr)
-    write_jsonl(out / "traces.jsonl", (t.to_json() for t in traces))
-
     owned = policy is None and cfg.uses_lm
     if owned:
         policy = make_policy(cfg)
     try:
+        votes = _selfeval_terminals(trees, out / "selfeval.jsonl", cfg, policy) if cfg.selfeval else {}
+        lin = LinearizeStats()
+        traces, tree_of = [], {t.problem_id: t for t in trees}
+        for tree in trees:
+            approved = None
+            if cfg.selfeval:
+                approved = {int(nid) for nid, v in votes[tree.problem_id].items()
+                            if v.count("yes") >= cfg.required_votes}
+            tr, st = linearize_tree(tree, cfg, same=checker.equivalent_batch, approved=approved)
+            for t in tr:
+                t.meta["votes"] = list(votes.get(tree.problem_id, {}).get(str(t.meta["correct_node"]), []))
+            lin.merge(st)
+            traces.extend(tr)
+        write_jsonl(out / "traces.jsonl", (t.to_json() for t in traces))
         count, unit = _token_counter(cfg, policy)
         _process(traces, tree_of, out / "cots.jsonl", cfg, checker, policy, phrases, patterns, count, progress)
     finally:
         if owned:
             policy.close()
-    return _export(out, cfg, trees, traces, tree_of, info, lin, count, unit)
+    return _export(out, cfg, trees, traces, tree_of, info, lin, count, unit, votes)
+
+
+def _selfeval_terminals(trees, path: Path, cfg: CloneConfig, policy) -> dict[str, dict[str, list[str]]]:
+    """Votes on every correct terminal's solution path (ASTRO §2.3 self-evaluation, applied to the correct
+    terminals, so astro and direct data pass the same filter): problem id -> {node id: votes}. Resumable."""
+    from ..types import Verdict
+
+    done = {r["problem_id"]: r["votes"] for r in (read_jsonl(path) if path.exists() else [])}
+    todo = [t for t in trees if t.problem_id not in done]
+    for i in range(0, len(todo), cfg.batch_size):
+        batch = todo[i:i + cfg.batch_size]
+        items = [{"problem": t.problem, "cot": render_path(t, n.id), "key": f"{t.problem_id}#{n.id}",
+                  "tree": t.problem_id, "node": n.id} for t in batch for n in t.terminals(Verdict.CORRECT)]
+        results = selfeval_batch(policy, items, votes=cfg.votes, temperature=cfg.selfeval_temperature,
+                                 max_tokens=cfg.selfeval_max_tokens, seed=cfg.seed)
+        recs = {t.problem_id: {} for t in batch}
+        for it, v in zip(items, results):
+            recs[it["tree"]][str(it["node"])] = v
+        append_jsonl(path, [{"problem_id": pid, "votes": v} for pid, v in recs.items()])
+        done.update(recs)
+    return done
 
 
 def _key(trace) -> str:
@@ -176,12 +206,14 @@ def _process_batch(batch, tree_of, cfg, checker, policy, phrases, patterns, coun
     recs = []
     for tr in batch:
         tree = tree_of[tr.problem_id]
-        cot = render_trace(tr, tree, phrases, use_phrases=cfg.phrases, self_check=cfg.mode == "astro",
-                           seed=cfg.seed, patterns=patterns)
+        reflect = cfg.mode == "astro"
+        cot = render_trace(tr, tree, phrases, use_phrases=cfg.phrases, reflect=reflect, seed=cfg.seed,
+                           patterns=patterns, q_threshold=cfg.q_threshold, q_min_visits=cfg.q_min_visits)
+        sig = trace_signature(tr, tree, reflect=reflect, use_phrases=cfg.phrases)
         recs.append({"key": _key(tr), "problem_id": tr.problem_id, "trace_index": tr.meta.get("trace_index", 0),
                      "mode": cfg.mode, "n_backtracks": tr.meta.get("n_backtracks", 0), "template": cot,
-                     "roundtrip": trace_signature(tr, tree).matches(cot, patterns), "cot": cot,
-                     "rewritten": False, "rewrite_reason": None, "votes": [], "kept": True, "drop": None})
+                     "roundtrip": sig.matches(cot, patterns), "cot": cot, "rewritten": False,
+                     "rewrite_reason": None, "votes": tr.meta.get("votes", []), "kept": True, "drop": None})
     items = [{"problem": tree_of[r["problem_id"]].problem, "answer": tree_of[r["problem_id"]].answer,
               "cot": r["cot"], "n_backtracks": r["n_backtracks"], "key": r["key"]} for r in recs]
     if cfg.rewrite:
@@ -190,12 +222,6 @@ def _process_batch(batch, tree_of, cfg, checker, policy, phrases, patterns, coun
                                                          patterns=patterns)):
             r["cot"] = it["cot"] = res.text
             r["rewritten"], r["rewrite_reason"] = res.accepted, res.reason
-    if cfg.selfeval:
-        for r, votes in zip(recs, selfeval_batch(policy, items, votes=cfg.votes, temperature=cfg.selfeval_temperature,
-                                                 max_tokens=cfg.selfeval_max_tokens, seed=cfg.seed)):
-            r["votes"] = votes
-            if votes.count("yes") < cfg.required_votes:
-                r["kept"], r["drop"] = False, "selfeval"
     checks = checker.check_batch([(tree_of[r["problem_id"]].answer, r["cot"]) for r in recs])
     for r, chk in zip(recs, checks):
         r["final_answer"], r["verdict"] = chk.answer, chk.verdict.value
@@ -207,8 +233,20 @@ def _process_batch(batch, tree_of, cfg, checker, policy, phrases, patterns, coun
     return recs
 
 
+def _mix(sft: list[dict], trees: int) -> dict[str, Any]:
+    """The SFT mix (ASTRO §3.3: per problem one k = 0 and three k >= 1 solutions)."""
+    per: dict[str, list[int]] = {}
+    for r in sft:
+        per.setdefault(r["problem_id"], [0, 0])[int(r["n_backtracks"]) > 0] += 1
+    k0, k1 = sum(v[0] for v in per.values()), sum(v[1] for v in per.values())
+    return {"k0": k0, "k_ge_1": k1, "problems": len(per), "trees": trees,
+            "k0_per_problem": round(k0 / len(per), 3) if per else None,
+            "k_ge_1_per_problem": round(k1 / len(per), 3) if per else None,
+            "problems_with": dict(Counter(f"{a}+{b}" for a, b in per.values()))}
+
+
 def _export(out: Path, cfg: CloneConfig, trees, traces, tree_of, info, lin: LinearizeStats, count,
-            unit: str) -> dict[str, Any]:
+            unit: str, votes: dict[str, dict[str, list[str]]]) -> dict[str, Any]:
     keys = {_key(t) for t in traces}
     cots = out / "cots.jsonl"
     recs = {r["key"]: r for r in (read_jsonl(cots) if cots.exists() else []) if r["key"] in keys}
@@ -218,22 +256,23 @@ def _export(out: Path, cfg: CloneConfig, trees, traces, tree_of, info, lin: Line
     rl = [export.rl_row(t.problem_id, t.problem, t.answer, t.problem_id in solved) for t in trees]
     all_recs = list(recs.values())
     rewritten = [r for r in all_recs if r["rewrite_reason"] is not None]
-    judged = [r for r in all_recs if r["votes"]]
+    judged = [v for tv in votes.values() for v in tv.values()]
     stats: dict[str, Any] = {
         "trees": len(trees) + info["malformed"] + info["duplicate_ids"], "valid_trees": len(trees),
         "malformed": info["malformed"], "duplicate_ids": info["duplicate_ids"],
-        "no_correct": lin.no_correct, "no_wrong": lin.no_wrong, "short": lin.short,
+        "no_correct": lin.no_correct, "no_approved": lin.no_approved, "no_wrong": lin.no_wrong, "short": lin.short,
         "duplicates": lin.duplicates, "traces": len(traces),
         "roundtrip_ok": sum(r["roundtrip"] for r in all_recs),
         "rewrite_attempted": len(rewritten), "rewrite_accepted": sum(r["rewritten"] for r in rewritten),
         "rewrite_reasons": dict(Counter(r["rewrite_reason"].split(" (")[0] for r in rewritten
                                         if not r["rewritten"])),
-        "selfeval_judged": len(judged), "selfeval_kept": sum(r["drop"] != "selfeval" for r in judged),
-        "votes": dict(Counter(v for r in judged for v in r["votes"])),
+        "selfeval_judged": len(judged), "selfeval_kept": sum(v.count("yes") >= cfg.required_votes for v in judged),
+        "votes": dict(Counter(x for v in judged for x in v)),
         "recheck_dropped": sum(r["drop"] == "recheck" for r in all_recs),
         "too_long": sum(r["drop"] == "too_long" for r in all_recs),
         "examples": len(sft), "rl_prompts": len(rl),
         "backtrack_distribution": {str(k): v for k, v in export.backtrack_distribution(sft).items()},
+        "mix": _mix(sft, len(trees)),
         "length_unit": unit,
     }
     stats["roundtrip_rate"] = round(stats["roundtrip_ok"] / len(all_recs), 4) if all_recs else None
@@ -252,9 +291,12 @@ def _messages(stats: dict[str, Any], info: dict[str, Any]) -> list[str]:
     if stats["no_correct"]:
         msgs.append(f"{stats['no_correct']} tree(s) have no correct terminal (the search found no correct "
                     f"solution): no trace from them; they stay in rl.jsonl")
+    if stats["no_approved"]:
+        msgs.append(f"{stats['no_approved']} tree(s) have no correct terminal that passed self-evaluation: no "
+                    f"trace from them")
     if stats["no_wrong"]:
-        msgs.append(f"{stats['no_wrong']} tree(s) have no wrong terminal with an answer: their traces have no "
-                    f"backtrack")
+        msgs.append(f"{stats['no_wrong']} tree(s) have no wrong terminal with an answer: only k = 0 traces "
+                    f"from them")
     if stats["short"]:
         msgs.append(f"{stats['short']} trace(s) have fewer backtracks than sampled (not enough distinct wrong "
                     f"answers in the tree)")
@@ -264,8 +306,8 @@ def _messages(stats: dict[str, Any], info: dict[str, Any]) -> list[str]:
         msgs.append(f"rewrite rejected for {stats['rewrite_attempted'] - stats['rewrite_accepted']} of "
                     f"{stats['rewrite_attempted']} CoTs ({stats['rewrite_reasons']}); kept the template")
     if stats["selfeval_judged"] and stats["selfeval_kept"] < stats["selfeval_judged"]:
-        msgs.append(f"self-evaluation dropped {stats['selfeval_judged'] - stats['selfeval_kept']} of "
-                    f"{stats['selfeval_judged']} CoTs (votes: {stats['votes']})")
+        msgs.append(f"self-evaluation rejected {stats['selfeval_judged'] - stats['selfeval_kept']} of "
+                    f"{stats['selfeval_judged']} correct terminals (votes: {stats['votes']})")
     if stats["examples"] == 0:
         msgs.append("no example was exported")
     return msgs

@@ -1,8 +1,14 @@
-"""Self-evaluation filter (ASTRO §2.3): the LM judges each CoT J times; keep it on enough "yes" votes.
+"""Self-evaluation filter (ASTRO §2.3): the LM judges each correct terminal's solution N times.
 
-Any ``Policy`` backend works. The J votes are J samples of one short answer to a yes/no question; a vote
+The paper applies self-evaluation to the correct terminals of the search tree — the solution path n* is
+drawn from — not to the rendered long CoT (which deliberately holds wrong attempts, so ASTRO and Direct
+CoTs would be judged differently). ``clone.run`` asks for the votes once per correct terminal; n* is then
+sampled among the terminals with enough "yes" votes, for astro and direct data alike.
+
+Any ``Policy`` backend works. The N votes are N samples of one short answer to a yes/no question; a vote
 that says neither (a weak model rambling) counts as "unknown", which is not a yes. The votes are stored
-with the example so the threshold can be changed later without asking the LM again.
+(``selfeval.jsonl``, and with each example) so the threshold can be changed later without asking the LM
+again.
 """
 
 from __future__ import annotations

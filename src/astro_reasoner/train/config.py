@@ -85,16 +85,24 @@ class TrainCommon:
 
 @dataclass
 class SFTStageConfig(TrainCommon):
-    """ASTRO §3.3: supervised fine-tuning on the search-derived long CoTs (loss on the CoT only)."""
+    """ASTRO §3.3: supervised fine-tuning on the search-derived long CoTs.
+
+    Defaults follow the paper's SFT recipe (ASTRO Appendix B.2 as quoted by a public re-implementation; not
+    verified against the paper's text here): loss on ALL tokens, 1 epoch, learning rate 3e-6,
+    cosine schedule, 8,192-token sequences. ``completion_only_loss=true`` puts the loss on the CoT only
+    (TRL's own field of that name), an option the paper does not use.
+    """
 
     data: str = ""  # sft.jsonl: {"problem_id", "prompt": [messages], "completion": [assistant message]}
-    # Long CoTs must fit: TRL's default 1024 cuts the *end* (where the answer is). 16384 is our choice
-    # (shared/notes/ecosystem.md §2.3: 8192-16384); examples longer than this are counted and reported.
-    max_length: int | None = 16384
+    # Long CoTs must fit: TRL's default 1024 cuts the *end* (where the answer is). 8192 as in the paper;
+    # examples longer than this are counted and reported (or dropped with drop_long).
+    max_length: int | None = 8192
     drop_long: bool = False  # drop examples longer than max_length instead of truncating them
     packing: bool = False
-    learning_rate: float = 1e-5  # our choice (common for full SFT of 1B-70B Llama models)
-    num_train_epochs: float = 2.0  # our choice
+    completion_only_loss: bool = False  # paper: loss on all tokens, no masking; true = loss on the CoT only
+    learning_rate: float = 3e-6  # paper (B.2)
+    num_train_epochs: float = 1.0  # paper (B.2)
+    lr_scheduler_type: str = "cosine"  # paper (B.2)
     logging_steps: int = 10
 
     def validate(self) -> None:

@@ -1,9 +1,10 @@
 """ASTRO §3.3: supervised fine-tuning on search-derived long CoTs, as thin glue over TRL's ``SFTTrainer``.
 
 Data: ``sft.jsonl`` in TRL's conversational prompt-completion form (``prompt`` = system/user messages,
-``completion`` = the assistant CoT). TRL then puts the loss on the completion tokens only
-(``completion_only_loss``), which works with any chat template; ``assistant_only_loss`` would need
-``{% generation %}`` markers that Llama-3.1/3.2 templates cannot be patched with (ecosystem.md §2.2).
+``completion`` = the assistant CoT). The paper trains on all tokens without masking, so by default the loss
+falls on the prompt and the completion (TRL ``completion_only_loss=False``); ``completion_only_loss=true``
+masks the prompt, which works with any chat template (``assistant_only_loss`` would need
+``{% generation %}`` markers that Llama-3.1/3.2 templates cannot be patched with).
 
 Long CoTs: TRL truncates at ``max_length`` keeping the *start*, i.e. it cuts the final answer. We count the
 examples that would be cut and warn (or drop them with ``drop_long=true``).
@@ -98,7 +99,8 @@ def build_sft_trainer(cfg: SFTStageConfig, rt: Runtime | None = None):
     rt = rt or resolve_runtime(cfg)
     model_path = resolve_model_path(cfg.model)
     ours = common_trl_kwargs(cfg, rt) | dict(
-        max_length=cfg.max_length, packing=cfg.packing, completion_only_loss=True, assistant_only_loss=False)
+        max_length=cfg.max_length, packing=cfg.packing, completion_only_loss=cfg.completion_only_loss,
+        assistant_only_loss=False)
     args = build_trl_config(SFTConfig, ours, cfg.trl_args)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.chat_template is None:
