@@ -134,19 +134,29 @@ def drop_torn_tail(path: str | os.PathLike) -> bool:
 
 
 def append_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> None:
-    """Append records, one line each, then flush and fsync so a finished record survives a crash."""
+    """Append records, one line each, then flush and fsync so a finished record survives a crash. A write
+    that fails (a full disk) is taken back: the file ends with its last complete record."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if _lacks_final_newline(path):  # never glue a record onto the end of another (or of a torn one)
         drop_torn_tail(path)
+    blob = "".join(jsonl_lines(records)).encode("utf-8")  # encoded first: a bad record writes nothing
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
     try:
-        with path.open("a", encoding="utf-8") as fh:
-            for rec in records:
-                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-    except OSError as exc:  # e.g. a full disk: say which file (a write on a descriptor names none)
-        raise _named(exc, path) from None
+        start = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            view = memoryview(blob)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except OSError as exc:  # e.g. a full disk: take back the part written (no torn record is left),
+            try:               # and say which file (a write on a descriptor names none)
+                os.ftruncate(fd, start)
+            except OSError:
+                pass
+            raise _named(exc, path) from None
+    finally:
+        os.close(fd)
 
 
 def _lacks_final_newline(path: Path) -> bool:

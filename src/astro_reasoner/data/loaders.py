@@ -130,7 +130,7 @@ def _rows_csv(path: Path) -> Iterator[Row]:
         except StopIteration:
             return
         except csv.Error as exc:  # e.g. a field over the csv module's 128 KiB limit
-            raise DataError(f"{path}:{reader.line_num}: not valid CSV ({exc}); fix that row") from None
+            raise DataError(f"{path}:{reader.line_num + 1}: not valid CSV ({exc}); fix that row") from None
         yield Row(f"{path}:{reader.line_num}", {k: v for k, v in row.items() if k is not None})
 
 
