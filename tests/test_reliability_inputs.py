@@ -86,9 +86,10 @@ CASES = [
      ["search", "--problems", "{d}/p.jsonl", "--out", "{d}/R", "iterations=" + "9" * 5000], "override iterations="),
     ("max_tokens=.inf", {"p.jsonl": OK_PROBLEMS},
      ["eval", "--model", "tiny", "--out", "{d}/E", "--datasets", "{d}/p.jsonl", "max_tokens=.inf"], "max_tokens"),
-    ("instruction with a bare \\boxed{}", {"p.jsonl": OK_PROBLEMS},
-     ["eval", "--model", "tiny", "--out", "{d}/E", "--datasets", "{d}/p.jsonl",
-      "instruction=Put it in \\boxed{} please: {problem}"], "instruction"),
+    ("instruction with a bare \\boxed{}",  # used to crash after eval_config.json was written
+     {"p.jsonl": OK_PROBLEMS, "c.yaml": 'eval:\n  instruction: "Solve {problem} Put it in \\\\boxed{}."\n'},
+     ["eval", "--model", "{m}", "--out", "{d}/E", "--datasets", "{d}/p.jsonl", "--config", "{d}/c.yaml",
+      "n=1", "k=1", "temperature=0", "max_tokens=4"], "instruction: {}"),
     ("--until bogus", {"pipe.yaml": PIPELINE.format(run="{d}/run", steps=1)},
      ["pipeline", "{d}/pipe.yaml", "--until", "bogus"], "bogus"),
     ("--force bogus", {"pipe.yaml": PIPELINE.format(run="{d}/run", steps=1)},
@@ -110,7 +111,11 @@ def _run(argv: list[str], capsys) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("name,files,argv,names", CASES, ids=[c[0] for c in CASES])
-def test_malformed_input_gives_one_error_line(tmp_path, capsys, name, files, argv, names):
+def test_malformed_input_gives_one_error_line(tmp_path, capsys, request, name, files, argv, names):
+    if "{m}" in argv:  # the tiny model: the error must come before (and without) any work with it
+        model = str(request.getfixturevalue("tiny_model_dir"))
+        argv = [a.replace("{m}", model) for a in argv]
+        capsys.readouterr()  # building the fixture printed progress bars
     for rel, content in files.items():
         if isinstance(content, str):
             content = content.replace("{d}", str(tmp_path))
