@@ -388,6 +388,26 @@ def test_clone_failure_writes_no_dataset_files(tmp_path, monkeypatch):
     assert stats["examples"] > 0 and all((out / n).exists() for n in ("sft.jsonl", "rl.jsonl", "README.md"))
 
 
+def test_resume_skips_a_checkpoint_cut_by_a_kill(tmp_path):
+    """A kill while the Trainer saves leaves a partial checkpoint-N (found by test_fault_train_slow.py):
+    resume takes the latest complete one instead of failing on it."""
+    from astro_reasoner.train.common import resume_checkpoint
+    from astro_reasoner.train.config import SFTStageConfig
+
+    for step, files in ((2, {"model.safetensors": "w", "trainer_state.json": '{"global_step": 2}'}),
+                        (3, {"model.safetensors": "w", "trainer_state.json": '{"global_st'}),
+                        (4, {"model.safetensors": "w"})):
+        for name, text in files.items():
+            _write_file(tmp_path / f"checkpoint-{step}" / name, text)
+    cfg = SFTStageConfig(model="m", data="d.jsonl", out_dir=str(tmp_path))
+    assert resume_checkpoint(cfg) == str(tmp_path / "checkpoint-2")
+
+
+def _write_file(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
 if __name__ == "__main__":
     sys.path.insert(0, str(TESTS))
     raise SystemExit(child(sys.argv[1:]))

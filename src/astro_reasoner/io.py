@@ -295,7 +295,10 @@ class DirLock:
         self.release()
 
     def __del__(self) -> None:
-        self.release()
+        try:
+            self.release()
+        except Exception:  # noqa: BLE001 - at interpreter exit; the kernel drops the lock anyway
+            pass
 
 
 def lock_dir(out_dir: str | os.PathLike, name: str = LOCK_FILE) -> DirLock:

@@ -229,9 +229,26 @@ def resume_checkpoint(cfg: TrainCommon) -> str | None:
         return cfg.resume
     if not Path(cfg.out_dir).is_dir():
         return None
-    from transformers.trainer_utils import get_last_checkpoint
+    return last_complete_checkpoint(cfg.out_dir)
 
-    return get_last_checkpoint(cfg.out_dir)
+
+def last_complete_checkpoint(out_dir: str | Path) -> str | None:
+    """The latest ``checkpoint-N`` whose ``trainer_state.json`` (the Trainer writes it last) reads back.
+
+    A run killed while saving leaves a partial ``checkpoint-N``; transformers' ``get_last_checkpoint`` picks
+    it and the resume fails ("Can't find a valid checkpoint"); found by the kill -9 tests (issue 14).
+    """
+    import json
+
+    found = sorted(((int(p.name.split("-", 1)[1]), p) for p in Path(out_dir).glob("checkpoint-*")
+                    if p.is_dir() and p.name.split("-", 1)[1].isdigit()), reverse=True)
+    for _, path in found:
+        try:
+            if "global_step" in json.loads((path / "trainer_state.json").read_text(encoding="utf-8")):
+                return str(path)
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def save_final(trainer, cfg: TrainCommon, base_model: str) -> None:
