@@ -48,6 +48,7 @@ class _Zygote:
         child.close()
         self.started = time.monotonic()
         self.ready = False
+        self.pending: deque[socket.socket] = deque()  # forks asked for, pid not read yet
 
     def wait_ready(self) -> None:
         left = self.started + STARTUP_TIMEOUT - time.monotonic()
@@ -58,17 +59,31 @@ class _Zygote:
                                + f"\nIs math-verify installed in this Python ({sys.executable})? "
                                "pip install math-verify")
 
-    def fork_worker(self) -> "_Worker":
+    def _request(self) -> socket.socket:
         mine, theirs = socket.socketpair()
         try:
             socket.send_fds(self.ctl, [b"W"], [theirs.fileno()])
-            reply = self.ctl.recv(4, socket.MSG_WAITALL)
+        except OSError:
+            mine.close()
+            raise
         finally:
             theirs.close()
+        return mine
+
+    def fork_worker(self) -> "_Worker":
+        """A new worker: one forked ahead of time by ``prefork`` if any (replies come in request order)."""
+        mine = self.pending.popleft() if self.pending else self._request()
+        reply = self.ctl.recv(4, socket.MSG_WAITALL)
         if len(reply) != 4:
             mine.close()
             raise ConnectionError("the checker's zygote process died")
         return _Worker(mine, struct.unpack("!i", reply)[0])
+
+    def prefork(self) -> None:
+        """Ask for one spare worker now, without waiting: the replacement for a worker killed at its deadline
+        is then ready at once (a fork on a loaded machine took ~1 s, which the next check would wait for)."""
+        if not self.pending:
+            self.pending.append(self._request())
 
     def stderr_tail(self) -> str:
         try:
@@ -78,6 +93,9 @@ class _Zygote:
             return "(no output)"
 
     def close(self) -> None:
+        for sock in self.pending:
+            sock.close()
+        self.pending.clear()
         self.ctl.close()  # the zygote exits on EOF; its workers die with it (PR_SET_PDEATHSIG)
         try:
             self.proc.wait(timeout=5)
@@ -181,6 +199,7 @@ class WorkerPool:
             try:
                 while len(self.workers) < self.size:
                     self.workers.append(self.zygote.fork_worker())
+                self.zygote.prefork()
                 return
             except OSError:
                 tail = self.zygote.stderr_tail()
