@@ -34,6 +34,7 @@ def checker():
     "The answer is (lambda: 2)()",
     "The answer is 2 if exec('x=1') else 2",
     "\\boxed{().__class__.__base__ or 2}",
+    "\\boxed{Symbol('x').subs(x, 2)}",  # math-verify: CORRECT against 2 (found by the hostile generator)
 ])
 def test_code_like_answers_are_never_correct(checker, answer):
     result = checker.check("2", answer)
@@ -151,6 +152,7 @@ def test_ten_thousand_hostile_answers(tmp_path, monkeypatch):
     print(f"\n[hostile] checks={len(texts)} verdicts={verdicts} max_check_s={worst:.2f} deadline={DEADLINE} "
           f"worker_restarts={restarts} parent_rss_mb={rss0:.0f}->{rss1:.0f}")
     assert healthy.verdict is Verdict.CORRECT  # the pool still works afterwards
+    assert verdicts.get("correct", 0) == 0  # no hostile string is a right answer (seeded: none is one by chance)
     assert worst < DEADLINE + 1.0
     assert rss1 - rss0 < 150  # bounded: the cache and buffers, not the 10,000 inputs
     assert not sentinel.exists() and sorted(os.listdir(tmp_path)) == files_before

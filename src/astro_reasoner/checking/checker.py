@@ -35,9 +35,10 @@ from .extract import as_number, extract_answer, last_boxed, normalize, sanitize
 from .pool import WorkerPool
 
 _DOLLAR = re.compile(r"(?<!\\)\$")
-# Marks of Python code that no math answer has (our list): a dunder, an attribute call ``os.system(``, the
-# keywords ``import``/``lambda``, or a call of a builtin that runs or reads things.
-_CODE = re.compile(r"__|\b[A-Za-z_]\w*\.[A-Za-z_]\w*\s*\(|\b(?:import|lambda)\b"
+# Marks of Python code that no math answer has (our list): a dunder, a method call ``os.system(`` or
+# ``Symbol('x').subs(`` (math-verify judged that one CORRECT against 2: found by the hostile-answer test), a
+# call with a string literal ``f('x')``, the keywords ``import``/``lambda``, or a builtin that runs code.
+_CODE = re.compile(r"__|[\w)\]'\"]\.[A-Za-z_]\w*\s*\(|\w\(\s*['\"]|\b(?:import|lambda)\b"
                    r"|\b(?:exec|eval|compile|open|getattr|setattr|globals|locals|vars|breakpoint|input)\s*\(")
 _ENTRY_BYTES = 200  # rough per-entry overhead of the cache (tuple, two str headers, dict slot) for its budget
 
