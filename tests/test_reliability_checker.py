@@ -150,10 +150,13 @@ def test_ten_thousand_hostile_answers(tmp_path, monkeypatch):
         healthy = c.check("2", "so \\boxed{2}")
         restarts = c._pool.restarts if c._pool else 0
     print(f"\n[hostile] checks={len(texts)} verdicts={verdicts} max_check_s={worst:.2f} deadline={DEADLINE} "
-          f"worker_restarts={restarts} parent_rss_mb={rss0:.0f}->{rss1:.0f}")
+          f"worker_restarts={restarts} parent_rss_mb={rss0:.0f}->{rss1:.0f} load={os.getloadavg()[0]:.1f}")
     assert healthy.verdict is Verdict.CORRECT  # the pool still works afterwards
     assert verdicts.get("correct", 0) == 0  # no hostile string is a right answer (seeded: none is one by chance)
-    assert worst < DEADLINE + 1.0
+    # deadline + 1 s, on a machine that is not overloaded: with more than two runnable processes per core
+    # (measured: load 14 on 2 cores) the parent itself waits seconds for a core, whatever the checker does.
+    overloaded = os.getloadavg()[0] > 2 * (os.cpu_count() or 1)
+    assert worst < DEADLINE + (3.0 if overloaded else 1.0), (worst, os.getloadavg())
     assert rss1 - rss0 < 150  # bounded: the cache and buffers, not the 10,000 inputs
     assert not sentinel.exists() and sorted(os.listdir(tmp_path)) == files_before
     assert dict(os.environ) == env_before
