@@ -99,7 +99,7 @@ def test_empty_and_missing_trees(tmp_path, checker):
     (tmp_path / "e" / "trees.jsonl").write_text("")
     stats = run_clone(tmp_path / "e", tmp_path / "out", cfg(), checker)
     assert stats["examples"] == 0 and "empty" in stats["messages"][0]
-    assert (tmp_path / "out" / "sft.jsonl").read_text() == ""
+    assert not (tmp_path / "out" / "sft.jsonl").exists()  # no empty dataset file when nothing is exported
     with pytest.raises(DataError, match="no trees.jsonl"):
         run_clone(tmp_path / "nowhere", tmp_path / "out2", cfg(), checker)
 

@@ -8,6 +8,7 @@ the shared loading logic.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -35,8 +36,57 @@ def parse_overrides(items: list[str] | tuple[str, ...] | None) -> dict[str, Any]
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key=value (e.g. iterations=20)")
         key, _, raw = item.partition("=")
-        out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        out[key.strip()] = yaml_value(raw, f"override {key.strip()}=") if raw.strip() else ""
     return out
+
+
+def yaml_value(text: str, where: str) -> Any:
+    """``text`` parsed as YAML (safe loader: no ``!!python`` tags); any failure is one-line ConfigError."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}{text[:80]!r}: not a valid YAML value ({yaml_problem(exc)}); quote a string, "
+                          "close brackets, e.g. k=4 or stop='[a, b]'") from None
+    except (ValueError, RecursionError) as exc:  # a 5,000-digit integer, 100k nested brackets
+        raise ConfigError(f"{where}{text[:80]!r}: {_too_big(exc)}") from None
+
+
+def yaml_problem(exc: BaseException) -> str:
+    """A YAML error in one line (PyYAML's own message spans several, with a caret drawing)."""
+    parts = [getattr(exc, "context", None), getattr(exc, "problem", None)]
+    mark = getattr(exc, "problem_mark", None)
+    text = "; ".join(p for p in parts if p) or str(exc).splitlines()[0]
+    return f"{text}, line {mark.line + 1} column {mark.column + 1}" if mark is not None else text
+
+
+def _too_big(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply to read"
+    return f"value out of range ({str(exc)[:120]})"
+
+
+def check_template(template: str, key: str, fields: tuple[str, ...]) -> None:
+    """A ``str.format`` template must use exactly ``fields`` (plain ``{name}``, each at least once): a stray
+    ``\\boxed{}`` would raise IndexError at the first prompt, and ``{problem.__class__}`` would read attributes."""
+    import string
+
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ConfigError(f"{key}: not a valid template ({exc}); write literal braces doubled, e.g. "
+                          "\\boxed{{}}") from None
+    used = set()
+    for _, name, spec, conv in parts:
+        if name is None:
+            continue
+        if name not in fields or spec or conv:
+            raise ConfigError(f"{key}: {{{name}{'!' + conv if conv else ''}{':' + spec if spec else ''}}} is not a "
+                              f"placeholder; use only {', '.join('{' + f + '}' for f in fields)} and write literal "
+                              "braces doubled, e.g. \\boxed{{}}")
+        used.add(name)
+    missing = [f for f in fields if f not in used]
+    if missing:
+        raise ConfigError(f"{key}: must contain the placeholder {{{missing[0]}}} where the {missing[0]} goes")
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
@@ -76,24 +126,40 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         raise ConfigError(f"{key}: expected true/false, got {value!r}")
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+            raise ConfigError(f"{key}: expected an integer, got {_show(value)}")
+        if isinstance(value, int):
+            if abs(value) > 2**63:
+                raise ConfigError(f"{key}: {_show(value)} is out of range; give an integer below 2**63")
+            return value
         try:
             f = float(value)
-        except ValueError:
-            raise ConfigError(f"{key}: expected an integer, got {value!r}") from None
-        if f != int(f):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        except (ValueError, OverflowError):
+            raise ConfigError(f"{key}: expected an integer, got {_show(value)}") from None
+        if not math.isfinite(f) or f != int(f) or abs(f) > 2**63:
+            raise ConfigError(f"{key}: expected a (finite) integer, got {_show(value)}")
         return int(f)
     if tp is float:
         if isinstance(value, bool):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+            f = float(value)
+        except (TypeError, ValueError, OverflowError):
+            raise ConfigError(f"{key}: expected a number, got {_show(value)}") from None
+        if not math.isfinite(f):
+            raise ConfigError(f"{key}: expected a finite number, got {_show(value)}")
+        return f
     if tp is str:
         return str(value)
     return value
+
+
+def _show(value: Any) -> str:
+    """``repr`` cut to 60 characters (and safe for huge integers, whose str() Python refuses)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return "an integer with thousands of digits"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def build_config(cls: type[T], values: dict[str, Any] | None = None, *, where: str = "config") -> T:
@@ -119,9 +185,22 @@ def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict[str, 
     if not path.exists():
         raise ConfigError(f"{what} {path} not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte {exc.object[exc.start]:#04x}); save the file as "
+                          "UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ConfigError(f"{where}: not valid YAML ({yaml_problem(exc)}); only plain YAML is read (no "
+                          "!!python tags)") from None
+    except (ValueError, RecursionError) as exc:
+        raise ConfigError(f"{path}: {_too_big(exc)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return data
@@ -133,8 +212,8 @@ def yaml_section(path: str | Path | None, section: str) -> str | None:
     reports it."""
     if path is None or not Path(path).exists():
         return None
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    return section if isinstance(data, dict) and section in data else None
+    data = read_yaml_mapping(path)
+    return section if section in data else None
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | dict | None = None,

@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+import errno
+
+# Errors of the machine rather than of our code: the file system is full, read-only or forbids the access.
+_FIXES = {
+    errno.ENOSPC: "free some disk space (or use an output directory on another disk), then re-run the same "
+                  "command: finished records are kept and the run resumes",
+    errno.EDQUOT: "the disk quota is used up: free some space, then re-run the same command (it resumes)",
+    errno.EACCES: "check the permissions of that path (or use another output directory)",
+    errno.EPERM: "check the permissions of that path (or use another output directory)",
+    errno.EROFS: "the file system is read-only: use an output directory on a writable disk",
+    errno.EISDIR: "that path is a directory; give a file",
+    errno.ENOTDIR: "a part of that path is a file, not a directory",
+    errno.EMFILE: "too many open files: raise the limit (ulimit -n) or use fewer workers",
+}
+
 
 def format_error(exc: BaseException) -> str | None:
     """The message to print for a known error type, or None for a bug (let the traceback show)."""
     from .backends.base import BackendError
+    from .checking.pool import CheckerError
     from .config import ConfigError
     from .io import DataError
 
-    if isinstance(exc, (ConfigError, DataError, BackendError, FileNotFoundError)):
+    if isinstance(exc, (ConfigError, DataError, BackendError, CheckerError, FileNotFoundError)):
         return str(exc)
+    if isinstance(exc, OSError) and exc.errno in _FIXES:
+        where = exc.filename or "writing output"
+        return f"{where}: {exc.strerror or errno.errorcode.get(exc.errno, exc.errno)}; {_FIXES[exc.errno]}"
+    if isinstance(exc, RecursionError):  # a structure nested too deeply (e.g. 100k brackets) in some input
+        return "an input is nested too deeply to read (recursion limit); check the files and settings given"
     return None

@@ -3,11 +3,19 @@
 Stage boundaries are JSONL files (one record per line). Writers either append-and-fsync one record at a
 time (long jobs that must survive a crash) or write-then-rename a whole file (small outputs), so a reader
 never sees half a file. A crash can still leave a torn *last* line in an appended file; readers used for
-resume (``read_jsonl(..., tolerate_torn_tail=True)``) detect and drop it.
+resume (``read_jsonl(..., tolerate_torn_tail=True)``) detect and drop it. A last line that is a complete
+record and lacks only its newline (an editor, ``head -c``, a copy) is a record, never a torn one: resume
+adds the newline and keeps it.
+
+One writer per output directory: every stage claims its directory with :func:`lock_dir` (an advisory
+``fcntl.flock`` on ``<dir>/.astro.lock``, released when the process exits or is killed), so a second run
+on the same directory stops at once instead of writing every record twice.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -19,6 +27,16 @@ from typing import Any
 
 class DataError(ValueError):
     """Bad input data. The message names the file, the line and the field, and how to fix it."""
+
+
+class DirectoryBusy(DataError):
+    """Another process is writing into the same output directory."""
+
+
+LOCK_FILE = ".astro.lock"
+# Values Python's json refuses to build (a 5,000-digit integer: ValueError; 100k nested brackets:
+# RecursionError): they are bad data, reported like any other malformed line.
+_JSON_ERRORS = (UnicodeDecodeError, ValueError, RecursionError)
 
 
 def stable_hash(*parts: Any) -> str:
@@ -51,18 +69,43 @@ def read_jsonl(path: str | os.PathLike, *, tolerate_torn_tail: bool = False) -> 
             continue
         is_last = lineno == len(lines)
         try:
-            obj = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            obj = parse_line(line, lineno == 1)
+        except _JSON_ERRORS as exc:
             if tolerate_torn_tail and is_last and not ends_with_newline:
                 return
-            raise DataError(f"{path}:{lineno}: not valid JSON ({exc}); fix or delete this line") from None
+            raise DataError(f"{path}:{lineno}: not valid JSON ({_short(exc)}); fix or delete this line") from None
         if not isinstance(obj, dict):
             raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
         yield obj
 
 
+def parse_line(line: bytes, first: bool = False) -> Any:
+    """One JSONL line; a UTF-8 byte-order mark before the first line is allowed (some editors write one)."""
+    return json.loads(line.decode("utf-8-sig" if first else "utf-8"))
+
+
+def _short(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return str(exc)[:200]
+
+
+def _is_record(line: bytes, first: bool) -> bool:
+    try:
+        return isinstance(parse_line(line, first), dict)
+    except _JSON_ERRORS:
+        return False
+
+
 def drop_torn_tail(path: str | os.PathLike) -> bool:
-    """Truncate a torn last line (no trailing newline) left by a crash. Returns True if it cut anything."""
+    """Repair the end of an appended JSONL file before more records go after it. Returns True if it cut.
+
+    - a last line that is a complete record without its newline gets the newline (the record is kept);
+    - a torn last line (a write cut by a crash: an object that does not parse) is cut off;
+    - anything else -- a malformed line before the last, or a last line that is not the start of a record
+      -- means the file is not one of our JSONL outputs: :class:`DataError` is raised and the file is left
+      exactly as it was.
+    """
     path = Path(path)
     if not path.exists() or path.stat().st_size == 0:
         return False
@@ -71,21 +114,58 @@ def drop_torn_tail(path: str | os.PathLike) -> bool:
         if data.endswith(b"\n"):
             return False
         cut = data.rfind(b"\n") + 1
-        fh.truncate(cut)
+        tail = data[cut:]
+        complete = _is_record(tail, cut == 0)
+        if complete:
+            fh.write(b"\n")
+        else:
+            head = data[:cut].split(b"\n")
+            for lineno, line in enumerate(head, start=1):
+                if line.strip() and not _is_record(line, lineno == 1):
+                    raise DataError(f"{path}:{lineno}: not a JSON object; this is not a JSONL file written "
+                                    "by astro: fix that line, or use another output path") from None
+            if not tail.lstrip().startswith(b"{"):
+                raise DataError(f"{path}:{len(head)}: the last line is not a JSON object; this is not a JSONL "
+                                "file written by astro: fix that line, or use another output path")
+            fh.truncate(cut)
         fh.flush()
         os.fsync(fh.fileno())
-    return True
+    return not complete
 
 
 def append_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> None:
-    """Append records, one line each, then flush and fsync so a finished record survives a crash."""
+    """Append records, one line each, then flush and fsync so a finished record survives a crash. A write
+    that fails (a full disk) is taken back: the file ends with its last complete record."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as fh:
-        for rec in records:
-            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    if _lacks_final_newline(path):  # never glue a record onto the end of another (or of a torn one)
+        drop_torn_tail(path)
+    blob = "".join(jsonl_lines(records)).encode("utf-8")  # encoded first: a bad record writes nothing
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        start = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            view = memoryview(blob)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except OSError as exc:  # e.g. a full disk: take back the part written (no torn record is left),
+            try:               # and say which file (a write on a descriptor names none)
+                os.ftruncate(fd, start)
+            except OSError:
+                pass
+            raise _named(exc, path) from None
+    finally:
+        os.close(fd)
+
+
+def _lacks_final_newline(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(-1, os.SEEK_END)
+            return fh.read(1) != b"\n"
+    except OSError:  # missing or empty
+        return False
 
 
 def write_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> int:
@@ -104,10 +184,35 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> i
 
 def write_text_atomic(path: str | os.PathLike, text: str | Iterable[str]) -> None:
     """Write text to ``path`` via a temp file in the same directory and ``os.replace``."""
-    path = Path(path)
+    write_files_atomic({path: text})
+
+
+def write_files_atomic(files: dict[str | os.PathLike, str | Iterable[str]]) -> None:
+    """Replace several files together: every temp file is written and fsynced first, then all are renamed,
+    so a failure (a full disk) leaves every old file -- or no file -- in place, never a new one beside an old
+    one or an empty one. The files get ``0666 & ~umask``, like any plain ``open()``."""
+    temps: list[tuple[str, Path]] = []
+    try:
+        for path, text in files.items():
+            path = Path(path)
+            temps.append((_write_temp(path, text), path))
+        for tmp, path in temps:
+            os.replace(tmp, path)
+    except OSError as exc:
+        for tmp, _ in temps:
+            Path(tmp).unlink(missing_ok=True)
+        raise _named(exc, path) from None
+    except BaseException:
+        for tmp, _ in temps:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_temp(path: Path, text: str | Iterable[str]) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a plain open() (and our appends) honour the umask
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             if isinstance(text, str):
                 fh.write(text)
@@ -116,10 +221,33 @@ def write_text_atomic(path: str | os.PathLike, text: str | Iterable[str]) -> Non
                     fh.write(chunk)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return tmp
+
+
+def jsonl_lines(records: Iterable[dict[str, Any]]) -> Iterator[str]:
+    for rec in records:
+        yield json.dumps(rec, ensure_ascii=False) + "\n"
+
+
+def _named(exc: OSError, path: Path) -> OSError:
+    return exc if exc.filename else type(exc)(exc.errno, exc.strerror, str(path))
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (Linux >= 4.7); else via the classic set-and-restore."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -129,17 +257,83 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 def read_json(path: str | os.PathLike) -> Any:
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    except _JSON_ERRORS as exc:
+        raise DataError(f"{path}: not valid JSON ({_short(exc)})") from None
 
 
 def done_ids(path: str | os.PathLike, key: str = "problem_id") -> set[str]:
-    """Ids already present in an appended JSONL output (for resume). Drops a torn tail first."""
+    """Ids already present in an appended JSONL output (for resume). Repairs its end first (see
+    :func:`drop_torn_tail`)."""
     path = Path(path)
     if not path.exists():
         return set()
     drop_torn_tail(path)
     return {str(rec[key]) for rec in read_jsonl(path) if key in rec}
+
+
+class DirLock:
+    """An advisory lock on an output directory (see :func:`lock_dir`). Keep it for as long as the run writes:
+    closing it, dropping the last reference to it, or the process ending (even by SIGKILL) releases it."""
+
+    def __init__(self, path: Path, fd: int | None):
+        self.path, self._fd = path, fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)  # closing the descriptor drops the flock
+
+    def __enter__(self) -> "DirLock":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def __del__(self) -> None:
+        try:
+            self.release()
+        except Exception:  # noqa: BLE001 - at interpreter exit; the kernel drops the lock anyway
+            pass
+
+
+def lock_dir(out_dir: str | os.PathLike, name: str = LOCK_FILE) -> DirLock:
+    """Claim ``out_dir`` for this process (creating it), or raise :class:`DirectoryBusy` naming the holder.
+
+    ``fcntl.flock`` on ``out_dir/name``, non-blocking: a second writer fails at once. The kernel drops the
+    lock when the holder's descriptor closes, so a killed run never leaves a stale lock behind (no pid files
+    to clean up). The file holds the holder's pid, for the message. A claim by a process that already holds
+    the lock (a stage run inside the pipeline, a test calling two stages) succeeds without a second lock.
+    Shards of one search share a directory but not a file: they lock ``name`` per shard.
+    """
+    d = Path(out_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / name
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise
+        holder = _lock_holder(path)
+        if holder == os.getpid():
+            return DirLock(path, None)
+        who = f"pid {holder}" if holder else "another process"
+        raise DirectoryBusy(f"{d} is being written by another astro run ({who}, lock {path}); two writers would "
+                            f"write every record twice: wait for it to finish, stop it (kill {holder or 'PID'}), "
+                            "or use another output directory") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return DirLock(path, fd)
+
+
+def _lock_holder(path: Path) -> int | None:
+    try:
+        return int(path.read_text(encoding="ascii").strip() or 0) or None
+    except (OSError, ValueError):
+        return None

@@ -10,6 +10,11 @@ math-verify except where math-verify is wrong, see BENCHMARKS.md):
 5. otherwise math-verify (gold first) in a worker process, under a hard deadline; there, two constants whose
    values clearly differ are WRONG without math-verify's costly ``simplify`` (see ``_worker._numerically_apart``).
 
+Hostile input (model output is untrusted): a completion longer than ``inline_chars`` has its answer extracted
+in a worker too, under the same deadline, so no input blocks the caller; an answer that reads like program
+code (``2*__import__('os')... or 2``) is UNPARSEABLE before it reaches math-verify, whose parser judged such a
+string CORRECT against 2; the verdict cache is bounded by bytes, not only by entries.
+
 Caches live on the instance (no module state): each process, or each user, makes its own Checker.
 """
 
@@ -30,6 +35,12 @@ from .extract import as_number, extract_answer, last_boxed, normalize, sanitize
 from .pool import WorkerPool
 
 _DOLLAR = re.compile(r"(?<!\\)\$")
+# Marks of Python code that no math answer has (our list): a dunder, a method call ``os.system(`` or
+# ``Symbol('x').subs(`` (math-verify judged that one CORRECT against 2: found by the hostile-answer test), a
+# call with a string literal ``f('x')``, the keywords ``import``/``lambda``, or a builtin that runs code.
+_CODE = re.compile(r"__|[\w)\]'\"]\.[A-Za-z_]\w*\s*\(|\w\(\s*['\"]|\b(?:import|lambda)\b"
+                   r"|\b(?:exec|eval|compile|open|getattr|setattr|globals|locals|vars|breakpoint|input)\s*\(")
+_ENTRY_BYTES = 200  # rough per-entry overhead of the cache (tuple, two str headers, dict slot) for its budget
 
 
 @dataclass(frozen=True)
@@ -94,12 +105,15 @@ class Checker:
     math-verify's own timeout in whole seconds (default: half the deadline, at least 1); ``warmup``: run ~1 s
     of typical checks before the first worker is forked, so that every worker starts with a warm parser
     (measured: ~0.7 s less CPU per worker over the first 867 MATH-500 checks, for ~1.4 s more start-up; turn
-    it off for one-off checks, as ``astro check`` does).
+    it off for one-off checks, as ``astro check`` does); ``inline_chars``: completions up to this length have
+    their answer extracted in the calling process (linear time: ~0.1 s at the limit for the worst input,
+    200k braces), longer ones in a worker under ``deadline``;
+    ``cache_bytes``: memory budget of the verdict cache (besides at most ``cache_size`` entries).
     """
 
     def __init__(self, workers: int | None = None, deadline: float = 5.0, *, memory_mb: int = 2048,
                  max_answer_chars: int = 2000, cache_size: int = 200_000, inner_timeout: int | None = None,
-                 warmup: bool = True):
+                 warmup: bool = True, inline_chars: int = 200_000, cache_bytes: int = 32 << 20):
         workers = default_workers() if workers is None else workers
         if workers < 1:
             raise ValueError(f"workers={workers}: need at least 1 worker process")
@@ -107,6 +121,8 @@ class Checker:
             raise ValueError(f"deadline={deadline}: must be > 0 seconds (e.g. 5)")
         self.workers, self.deadline = workers, float(deadline)
         self.max_answer_chars, self.cache_size = max_answer_chars, cache_size
+        self.inline_chars, self.cache_bytes = inline_chars, cache_bytes
+        self._cache_used = 0  # bytes held by the verdict cache (approximate: see _ENTRY_BYTES)
         self._pool_args = dict(workers=workers, deadline=float(deadline), memory_mb=memory_mb,
                                inner_timeout=inner_timeout, warmup=warmup)
         self.stats: Counter[str] = Counter()  # how many checks each step decided
@@ -150,13 +166,27 @@ class Checker:
 
     def check_batch(self, pairs: Iterable[tuple[Any, Any]]) -> list[CheckResult]:
         """Verdicts for many (gold, completion) pairs; the math-verify checks run in parallel."""
-        golds, answers = [], []
-        for gold, completion in pairs:
+        golds, answers, long_texts = [], [], {}
+        for i, (gold, completion) in enumerate(pairs):
             text = completion_text(completion)
             golds.append(_gold_text(gold))
-            answers.append(extract_answer(text) if text else None)
-        decided = self._decide([(g, a) for g, a in zip(golds, answers)])
-        return [CheckResult(v, a, r) for (v, r), a in zip(decided, answers)]
+            if text and len(text) > self.inline_chars:
+                long_texts[i] = text
+                answers.append(None)
+            else:
+                answers.append(extract_answer(text) if text else None)
+        failed: dict[int, str] = {}
+        spent = [0.0] * len(answers)  # deadline used up by extracting the answer in a worker
+        if long_texts:
+            with self._lock:
+                extracted = self._get_pool().extract(list(long_texts.values()))
+            for i, (answer, reason, seconds) in zip(long_texts, extracted):
+                answers[i], spent[i] = answer, seconds
+                if reason.startswith(("timeout", "checker worker", "lost")):
+                    failed[i] = reason
+        decided = self._decide([(g, a) for g, a in zip(golds, answers)], spent)
+        return [CheckResult(Verdict.WRONG, None, failed[i]) if i in failed else CheckResult(v, a, r)
+                for i, ((v, r), a) in enumerate(zip(decided, answers))]
 
     def equivalent(self, a: str | None, b: str | None) -> bool:
         """Whether two extracted answers are the same (for majority voting); ``a`` plays the gold."""
@@ -188,7 +218,9 @@ class Checker:
             return Verdict.WRONG, f"answer longer than {self.max_answer_chars} characters"
         return None
 
-    def _decide(self, pairs: Sequence[tuple[str, str | None]]) -> list[tuple[Verdict, str]]:
+    def _decide(self, pairs: Sequence[tuple[str, str | None]], spent: Sequence[float] | None = None
+                ) -> list[tuple[Verdict, str]]:
+        """Verdicts; ``spent[i]``: seconds of pair i's deadline already used (extraction in a worker)."""
         with self._lock:
             out: list[tuple[Verdict, str] | None] = [None] * len(pairs)
             pending: dict[tuple[str, str], list[int]] = {}
@@ -197,6 +229,10 @@ class Checker:
                 if answer is None:
                     out[i] = (Verdict.UNPARSEABLE, "no final answer found")
                     self.stats["no answer"] += 1
+                    continue
+                if _CODE.search(answer):
+                    out[i] = (Verdict.UNPARSEABLE, "not a math answer: it reads like program code")
+                    self.stats["code"] += 1
                     continue
                 key = (normalize(gold), normalize(answer))
                 hit = self._cache.get(key)
@@ -215,7 +251,9 @@ class Checker:
                 raw.setdefault(key, (_for_math_verify(gold), _for_math_verify(answer)))
             if pending:
                 keys = list(pending)
-                for key, (verdict, reason) in zip(keys, self._get_pool().run([raw[k] for k in keys])):
+                budgets = [max(0.25, self.deadline - max(spent[i] for i in pending[k])) for k in keys] \
+                    if spent and any(spent) else None
+                for key, (verdict, reason) in zip(keys, self._get_pool().run([raw[k] for k in keys], budgets)):
                     result = (Verdict(verdict), reason)
                     self.stats["timeout" if reason.startswith("timeout") else reason] += 1
                     self._remember(key, result)
@@ -224,6 +262,16 @@ class Checker:
             return out  # type: ignore[return-value]
 
     def _remember(self, key: tuple[str, str], result: tuple[Verdict, str]) -> None:
+        size = _entry_bytes(key)
+        if size > self.cache_bytes // 64:  # a huge answer (decided by length anyway) would evict many others
+            return
+        if key not in self._cache:
+            self._cache_used += size
         self._cache[key] = result
-        if len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+        while self._cache and (len(self._cache) > self.cache_size or self._cache_used > self.cache_bytes):
+            old, _ = self._cache.popitem(last=False)
+            self._cache_used -= _entry_bytes(old)
+
+
+def _entry_bytes(key: tuple[str, str]) -> int:
+    return len(key[0]) + len(key[1]) + _ENTRY_BYTES

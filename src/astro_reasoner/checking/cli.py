@@ -22,10 +22,18 @@ def check_command(
         text = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8", errors="surrogateescape")
     else:
         text = completion
+    from ..config import ConfigError
     from .checker import Checker
 
-    with Checker(workers=1, deadline=deadline, warmup=False) as checker:
-        result = checker.check(gold, text)
+    if not gold.strip():
+        raise ConfigError("--gold is empty: give the gold answer, e.g. --gold 72 or --gold '\\frac{1}{2}'")
+    if not deadline > 0:
+        raise ConfigError(f"--deadline {deadline}: must be > 0 seconds (e.g. 5)")
+    try:
+        with Checker(workers=1, deadline=deadline, warmup=False) as checker:
+            result = checker.check(gold, text)
+    except ValueError as exc:  # e.g. a gold that is empty once cleaned
+        raise ConfigError(f"--gold {gold[:40]!r}: {exc}") from None
     typer.echo(f"extracted: {result.answer if result.answer is not None else '(none)'}")
     typer.echo(f"verdict:   {result.verdict.value}")
     typer.echo(f"decided by: {result.reason}")

@@ -48,6 +48,7 @@ class _Zygote:
         child.close()
         self.started = time.monotonic()
         self.ready = False
+        self.pending: deque[socket.socket] = deque()  # forks asked for, pid not read yet
 
     def wait_ready(self) -> None:
         left = self.started + STARTUP_TIMEOUT - time.monotonic()
@@ -58,17 +59,31 @@ class _Zygote:
                                + f"\nIs math-verify installed in this Python ({sys.executable})? "
                                "pip install math-verify")
 
-    def fork_worker(self) -> "_Worker":
+    def _request(self) -> socket.socket:
         mine, theirs = socket.socketpair()
         try:
             socket.send_fds(self.ctl, [b"W"], [theirs.fileno()])
-            reply = self.ctl.recv(4, socket.MSG_WAITALL)
+        except OSError:
+            mine.close()
+            raise
         finally:
             theirs.close()
+        return mine
+
+    def fork_worker(self) -> "_Worker":
+        """A new worker: one forked ahead of time by ``prefork`` if any (replies come in request order)."""
+        mine = self.pending.popleft() if self.pending else self._request()
+        reply = self.ctl.recv(4, socket.MSG_WAITALL)
         if len(reply) != 4:
             mine.close()
             raise ConnectionError("the checker's zygote process died")
         return _Worker(mine, struct.unpack("!i", reply)[0])
+
+    def prefork(self) -> None:
+        """Ask for one spare worker now, without waiting: the replacement for a worker killed at its deadline
+        is then ready at once (a fork on a loaded machine took ~1 s, which the next check would wait for)."""
+        if not self.pending:
+            self.pending.append(self._request())
 
     def stderr_tail(self) -> str:
         try:
@@ -78,6 +93,9 @@ class _Zygote:
             return "(no output)"
 
     def close(self) -> None:
+        for sock in self.pending:
+            sock.close()
+        self.pending.clear()
         self.ctl.close()  # the zygote exits on EOF; its workers die with it (PR_SET_PDEATHSIG)
         try:
             self.proc.wait(timeout=5)
@@ -124,18 +142,20 @@ class _Worker:
         self.sock.close()
 
 
-def _pick(queue: deque[int], w: _Worker, jobs: Sequence[tuple[str, str]]) -> int:
+def _pick(queue: deque[int], w: _Worker, golds: Sequence[str | None]) -> int:
     """The next job for ``w``: preferably one whose gold ``w`` has parsed lately (our choice: search, eval
     and GRPO check many answers per gold, and parsing is most of math-verify's cost)."""
     for k in range(min(len(queue), AFFINITY_SCAN)):
-        if jobs[queue[k]][0] in w.golds:
+        if golds[queue[k]] is not None and golds[queue[k]] in w.golds:
             i = queue[k]
             del queue[k]
             break
     else:
         i = queue.popleft()
-    w.golds[jobs[i][0]] = None
-    w.golds.move_to_end(jobs[i][0])
+    if golds[i] is None:
+        return i
+    w.golds[golds[i]] = None
+    w.golds.move_to_end(golds[i])
     if len(w.golds) > AFFINITY_SCAN:
         w.golds.popitem(last=False)
     return i
@@ -179,6 +199,7 @@ class WorkerPool:
             try:
                 while len(self.workers) < self.size:
                     self.workers.append(self.zygote.fork_worker())
+                self.zygote.prefork()
                 return
             except OSError:
                 tail = self.zygote.stderr_tail()
@@ -191,29 +212,50 @@ class WorkerPool:
         self.workers.remove(w)
         self.restarts += 1
 
-    def run(self, jobs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-        """(verdict value, reason) for each (gold, answer) job, in order."""
-        results: list[tuple[str, str] | None] = [None] * len(jobs)
-        queue = deque(range(len(jobs)))
-        crashes = [0] * len(jobs)
+    def run(self, jobs: Sequence[tuple[str, str]], budgets: Sequence[float] | None = None
+            ) -> list[tuple[str, str]]:
+        """(verdict value, reason) for each (gold, answer) job, in order. ``budgets``: seconds per job when
+        less than the deadline (what is left of it after the job's answer was extracted in a worker)."""
+        msgs = self._run([{"gold": g, "answer": a} for g, a in jobs], [g for g, _ in jobs],
+                         timeout={"verdict": "wrong", "reason": f"timeout: no verdict within {self.deadline:g} s"},
+                         crashed={"verdict": "wrong", "reason": "checker worker crashed twice on this answer"},
+                         budgets=budgets)
+        return [(m["verdict"], m["reason"]) for m in msgs]
+
+    def extract(self, texts: Sequence[str]) -> list[tuple[str | None, str, float]]:
+        """(final answer or None, reason, worker seconds) for each completion, extracted in a worker under the deadline.
+
+        For very long completions (the caller decides): the extraction is linear-time but a 5 MB completion
+        still takes seconds of CPU, which must count against the deadline and not block the caller.
+        """
+        msgs = self._run([{"text": t} for t in texts], [None] * len(texts),
+                         timeout={"answer": None, "reason": f"timeout: no answer extracted within {self.deadline:g} s"},
+                         crashed={"answer": None, "reason": "checker worker crashed twice extracting this answer"})
+        return [(m.get("answer"), m.get("reason", ""), float(m.get("seconds", 0.0))) for m in msgs]
+
+    def _run(self, requests: Sequence[dict], golds: Sequence[str | None], *, timeout: dict, crashed: dict,
+             budgets: Sequence[float] | None = None) -> list[dict]:
+        """The worker's reply to each request, in order (``timeout``/``crashed`` stand in for a lost one)."""
+        results: list[dict | None] = [None] * len(requests)
+        queue = deque(range(len(requests)))
+        crashes = [0] * len(requests)
         for w in [w for w in self.workers if w.job is not None]:  # left busy by an interrupted run
             self._replace(w, kill=True)
-        base, self.sent = self.sent, self.sent + len(jobs)  # ids unique across runs: no stale reply can match
+        base, self.sent = self.sent, self.sent + len(requests)  # ids unique across runs: no stale reply can match
         while queue or any(w.job is not None for w in self.workers):
             self._fill()
             for w in list(self.workers):
                 if w.job is None and queue:
-                    i = _pick(queue, w, jobs)
-                    req = {"id": base + i, "gold": jobs[i][0], "answer": jobs[i][1]}
-                    payload = (json.dumps(req) + "\n").encode()
-                    if not w.send(i, payload, self.deadline):  # died while idle; retry on a fresh one
+                    i = _pick(queue, w, golds)
+                    payload = (json.dumps({"id": base + i, **requests[i]}) + "\n").encode()
+                    if not w.send(i, payload, budgets[i] if budgets else self.deadline):  # died while idle; retry on a fresh one
                         queue.appendleft(i)
                         self._replace(w, kill=False)
             busy = [w for w in self.workers if w.job is not None]
             if not busy:
                 continue
-            timeout = max(0.0, min(w.deadline for w in busy) - time.monotonic())
-            readable, _, _ = select.select([w.sock for w in busy], [], [], timeout)
+            wait = max(0.0, min(w.deadline for w in busy) - time.monotonic())
+            readable, _, _ = select.select([w.sock for w in busy], [], [], wait)
             for w in busy:
                 if w.sock in readable:
                     msgs = w.read_lines()
@@ -221,19 +263,19 @@ class WorkerPool:
                         job, w.job = w.job, None
                         crashes[job] += 1
                         if crashes[job] >= 2:
-                            results[job] = ("wrong", "checker worker crashed twice on this answer")
+                            results[job] = crashed
                         else:
                             queue.appendleft(job)
                         self._replace(w, kill=False)
                         continue
                     for msg in msgs:
                         if w.job is not None and msg.get("id") == base + w.job:
-                            results[w.job] = (msg["verdict"], msg["reason"])
+                            results[w.job] = msg
                             w.job = None
                 if w.job is not None and time.monotonic() >= w.deadline:
-                    results[w.job] = ("wrong", f"timeout: no verdict within {self.deadline:g} s")
+                    results[w.job] = timeout
                     self._replace(w, kill=True)
-        return [r if r is not None else ("wrong", "lost") for r in results]
+        return [r if r is not None else {**crashed, "reason": "lost"} for r in results]
 
     def close(self) -> None:
         if os.getpid() == self.owner:  # a forked child (exiting) must not kill its parent's workers

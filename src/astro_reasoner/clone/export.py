@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from ..io import DataError, write_jsonl, write_text_atomic
+from ..io import DataError, jsonl_lines, write_files_atomic
 from ..prompts import PromptConfig, problem_messages
 
 TRAIN_PROMPT = PromptConfig(few_shot=0)
@@ -104,9 +104,8 @@ def dataset_card(stats: dict[str, Any], lengths: Sequence[int], length_unit: str
 
 
 def write_outputs(out_dir: Path, sft: list[dict], rl: list[dict], card: str) -> None:
-    write_jsonl(out_dir / "sft.jsonl", sft)
-    write_jsonl(out_dir / "rl.jsonl", rl)
-    write_text_atomic(out_dir / "README.md", card)
+    write_files_atomic({out_dir / "sft.jsonl": jsonl_lines(sft), out_dir / "rl.jsonl": jsonl_lines(rl),
+                        out_dir / "README.md": card})  # all or nothing (a full disk leaves no empty file)
 
 
 def backtrack_distribution(rows: Sequence[dict]) -> dict[int, int]:

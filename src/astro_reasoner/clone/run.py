@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from ..behaviour import load_patterns, load_phrases
 from ..config import ConfigError
-from ..io import DataError, append_jsonl, done_ids, read_json, read_jsonl, write_json, write_jsonl
+from ..io import DataError, DirLock, append_jsonl, done_ids, lock_dir, read_json, read_jsonl, write_json, write_jsonl
 from ..types import SearchTree
 from . import export
 from .config import CloneConfig
@@ -79,7 +79,8 @@ def read_trees(path: str | Path) -> tuple[list[SearchTree], dict[str, Any]]:
     return trees, info
 
 
-def _check_out_dir(out: Path, cfg: CloneConfig, overwrite: bool) -> None:
+def _check_out_dir(out: Path, cfg: CloneConfig, overwrite: bool) -> DirLock:
+    lock = lock_dir(out)  # one writer per output directory; kept by run_clone for the whole run
     cfg_path = out / "clone_config.json"
     if overwrite:
         for name in ("selfeval.jsonl", "cots.jsonl", "traces.jsonl", "sft.jsonl", "rl.jsonl", "README.md", "stats.json"):
@@ -94,6 +95,7 @@ def _check_out_dir(out: Path, cfg: CloneConfig, overwrite: bool) -> None:
                               f"or pass --overwrite")
     out.mkdir(parents=True, exist_ok=True)
     write_json(cfg_path, {"fingerprint": cfg.fingerprint(), "config": dataclasses.asdict(cfg)})
+    return lock
 
 
 def _token_counter(cfg: CloneConfig, policy) -> tuple[Callable[[str], int], str]:
@@ -124,7 +126,7 @@ def run_clone(trees_path: str | Path, out_dir: str | Path, cfg: CloneConfig, che
     """Run procedure cloning end to end; returns the statistics (also written to ``stats.json``)."""
     cfg.validate()
     out = Path(out_dir)
-    _check_out_dir(out, cfg, overwrite)
+    lock = _check_out_dir(out, cfg, overwrite)  # noqa: F841 - held for the run
     trees, info = read_trees(trees_path)
     phrases, patterns = load_phrases(cfg.phrases_file), load_patterns(cfg.phrases_file)
 
@@ -279,7 +281,8 @@ def _export(out: Path, cfg: CloneConfig, trees, traces, tree_of, info, lin: Line
     stats["messages"] = _messages(stats, info)
     lengths = [r["length"] for r in kept]
     stats["lengths"] = export._dist(lengths)
-    export.write_outputs(out, sft, rl, export.dataset_card(stats, lengths, unit, dataclasses.asdict(cfg)))
+    if sft:  # no example: no empty dataset files for a later stage to train on (the CLI exits 1)
+        export.write_outputs(out, sft, rl, export.dataset_card(stats, lengths, unit, dataclasses.asdict(cfg)))
     write_json(out / "stats.json", stats)
     return stats
 

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import re
@@ -49,27 +50,36 @@ BENCHMARKS = {
 
 # ---- reading files ----------------------------------------------------------------------------------------------
 
+# What Python's json raises for bad bytes, bad syntax, a 5,000-digit integer (ValueError) or 100k nested
+# brackets (RecursionError): all are a bad line of the file.
+_JSON_ERRORS = (UnicodeDecodeError, ValueError, RecursionError)
+
+
+def _why(exc: BaseException) -> str:
+    return "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
+
+
 def _rows_jsonl(path: Path) -> Iterator[Row]:
     with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
             if not raw.strip():
                 continue
             try:
-                yield Row(f"{path}:{lineno}", json.loads(raw.decode("utf-8")))
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({exc}); fix or delete this line") from None
+                data = json.loads(raw.decode("utf-8-sig" if lineno == 1 else "utf-8"))  # a BOM is allowed
+            except _JSON_ERRORS as exc:
+                raise DataError(f"{path}:{lineno}: not valid JSON ({_why(exc)}); fix or delete this line") from None
+            yield Row(f"{path}:{lineno}", data)
 
 
 def _rows_json(path: Path) -> Iterator[Row]:
     """A JSON array of objects (or an object holding one such array), with the line each element starts on."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc})") from None
+    text = _read_text(path)
     try:
         top = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    except _JSON_ERRORS as exc:
+        raise DataError(f"{path}: not valid JSON ({_why(exc)})") from None
     if isinstance(top, dict):
         lists = [k for k, v in top.items() if isinstance(v, list)]
         if len(lists) != 1:
@@ -101,11 +111,27 @@ def _skip_ws(text: str, pos: int) -> int:
     return pos
 
 
+def _read_text(path: Path) -> str:
+    """The file as UTF-8 text (a leading BOM dropped); else a DataError naming the line of the bad byte."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte {raw[exc.start]:#04x}); save the file as UTF-8") \
+            from None
+
+
 def _rows_csv(path: Path) -> Iterator[Row]:
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        for row in reader:
-            yield Row(f"{path}:{reader.line_num}", {k: v for k, v in row.items() if k is not None})
+    reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # e.g. a field over the csv module's 128 KiB limit
+            raise DataError(f"{path}:{reader.line_num + 1}: not valid CSV ({exc}); fix that row") from None
+        yield Row(f"{path}:{reader.line_num}", {k: v for k, v in row.items() if k is not None})
 
 
 def _rows_parquet(path: Path) -> Iterator[Row]:
@@ -131,9 +157,9 @@ def load_file(path: str | os.PathLike, *, source: str | None = None, id_format: 
         raise DataError(f"{path}: unknown file type {path.suffix!r}; use one of {', '.join(READERS)}")
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    fmt = id_format or (path.stem + "-{i:05d}")
-    return to_problems(reader(path), source=source or path.stem, make_id=lambda i: fmt.format(i=i),
-                       origin=str(path), report=report)
+    # The file name is data, never a format string: "prob{lems}.jsonl" must not be formatted.
+    make_id = (lambda i: id_format.format(i=i)) if id_format else (lambda i: f"{path.stem}-{i:05d}")
+    return to_problems(reader(path), source=source or path.stem, make_id=make_id, origin=str(path), report=report)
 
 
 # ---- the hub ----------------------------------------------------------------------------------------------------
@@ -152,9 +178,10 @@ def load_hub(repo: str, config: str | None = None, split: str = "test", *, sourc
             f"Offline? Download it once on a machine with network, or point --data-dir / ${DATA_DIR_ENV} at a "
             "directory of JSONL files (one object per line with 'problem' and 'answer')."
         ) from None
-    fmt = id_format or (repo.split("/")[-1] + f"-{split}-" + "{i:05d}")
+    name = repo.split("/")[-1]
+    make_id = (lambda i: id_format.format(i=i)) if id_format else (lambda i: f"{name}-{split}-{i:05d}")
     rows = (Row(f"{repo}[{split}] row {i + 1}", rec) for i, rec in enumerate(ds))
-    return to_problems(rows, source=source or repo, make_id=lambda i: fmt.format(i=i), origin=repo,
+    return to_problems(rows, source=source or repo, make_id=make_id, origin=repo,
                        report=report, ids_from_data=id_format is None)
 
 

@@ -100,12 +100,37 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
+def _lone_surrogate(value: Any, field: str, depth: int = 0) -> str | None:
+    """The field (``meta.notes[2]``) of the first string holding a lone surrogate (``"\\ud800"`` in JSON):
+    it cannot be written as UTF-8, so the tokenizer or the next JSONL write would fail on it later."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return field
+    elif depth < 50 and isinstance(value, dict):
+        for k, v in value.items():
+            hit = _lone_surrogate(k, f"{field}.<key>", depth + 1) or _lone_surrogate(v, f"{field}.{k}", depth + 1)
+            if hit:
+                return hit.lstrip(".")
+    elif depth < 50 and isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            hit = _lone_surrogate(v, f"{field}[{i}]", depth + 1)
+            if hit:
+                return hit
+    return None
+
+
 def row_to_problem(row: Row, index: int, source: str, make_id: Callable[[int], str],
                    report: LoadReport, ids_from_data: bool = True) -> Problem:
     d = row.data
     if not isinstance(d, dict):
         raise DataError(f"{row.where}: expected an object with 'problem' and 'answer' fields, got "
                         f"{type(d).__name__}")
+    bad = _lone_surrogate(d, "")
+    if bad:
+        raise DataError(f"{row.where}: field '{bad}' holds a lone surrogate (an invalid character such as "
+                        "\\ud800); fix the text or drop that character")
     pkey = _first_key(d, PROBLEM_KEYS)
     if pkey is None:
         raise DataError(f"{row.where}: missing field 'problem' (looked for {', '.join(PROBLEM_KEYS)})")
@@ -170,3 +195,32 @@ def to_problems(rows: Iterable[Row], *, source: str, make_id: Callable[[int], st
         raise DataError(f"{origin}: no problems found (empty file?); expected one record per problem with "
                         "'problem' and 'answer' fields")
     return problems
+
+
+def check_synth_options(options: Any, where: str) -> None:
+    """Validate a ``{synth: {...}}`` data spec without generating anything (a pipeline config's data)."""
+    import inspect
+
+    from ..config import ConfigError
+    from .synth import synthesize, validate_options
+
+    if options is None:
+        return
+    if not isinstance(options, dict):
+        raise ConfigError(f"{where}: expected a mapping of synthesize() options, e.g. {{steps: 2, n: 50}}")
+    sig = inspect.signature(synthesize)
+    try:
+        bound = sig.bind(**options)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}; valid keys: {', '.join(sig.parameters)}") from None
+    bound.apply_defaults()
+    a = bound.arguments
+    for key in ("steps", "n", "seed", "min_value", "max_value", "max_factor"):
+        if isinstance(a[key], bool) or not isinstance(a[key], int):
+            raise ConfigError(f"{where}.{key}: expected an integer, got {a[key]!r}")
+    if not isinstance(a["ops"], str):
+        raise ConfigError(f"{where}.ops: expected a string such as '+-*/', got {a['ops']!r}")
+    try:
+        validate_options(a["steps"], a["n"], a["ops"], a["min_value"], a["max_value"], a["max_factor"])
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..config import ConfigError
+from ..config import ConfigError, check_template
 from ..prompts import FEW_SHOT, STEP_INSTRUCTION, SYSTEM_PROMPT, PromptConfig
 
 DEFAULT_DATASETS = ["math500", "amc23", "aime24"]
@@ -71,8 +71,7 @@ class EvalConfig:
             raise ConfigError(f"max_tokens={self.max_tokens}: must be >= 1")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit={self.limit}: must be >= 1 (or unset for every problem)")
-        if "{problem}" not in self.instruction:
-            raise ConfigError("instruction: must contain the placeholder {problem} where the problem goes")
+        check_template(self.instruction, "instruction", ("problem",))
         if not 0 <= self.few_shot <= len(FEW_SHOT):
             raise ConfigError(f"few_shot={self.few_shot}: must be between 0 and {len(FEW_SHOT)} "
                               "(the number of worked examples in astro_reasoner.prompts.FEW_SHOT)")

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, config_to_dict
-from ..io import DataError, append_jsonl, drop_torn_tail, read_json, read_jsonl, stable_seed, write_json, \
-    write_text_atomic
+from ..io import DataError, DirLock, append_jsonl, drop_torn_tail, lock_dir, read_json, read_jsonl, stable_seed, \
+    write_json, write_text_atomic
 from ..prompts import PromptBuilder
 from ..types import GenParams, Problem, Verdict
 from .behaviour_stats import aggregate_behaviour, behaviour_counts
@@ -58,8 +58,10 @@ def load_datasets(cfg: EvalConfig) -> dict[str, list[Problem]]:
     return out
 
 
-def _check_resume(out: Path, cfg: EvalConfig, model: str) -> None:
-    """Refuse to add samples drawn with other settings to an existing run (cause + fix in the message)."""
+def _check_resume(out: Path, cfg: EvalConfig, model: str) -> DirLock:
+    """Claim ``out`` (one writer per directory; keep the returned lock while sampling) and refuse to add
+    samples drawn with other settings to an existing run (cause + fix in the message)."""
+    lock = lock_dir(out)
     path = out / CONFIG
     mine = {"model": model, **cfg.generation_settings()}
     if path.exists():
@@ -69,11 +71,12 @@ def _check_resume(out: Path, cfg: EvalConfig, model: str) -> None:
             shown = ", ".join(f"{k}: {theirs[k]!r} on disk vs {mine[k]!r} now" for k in diff)
             raise ConfigError(f"{out}: this eval directory holds samples made with other settings ({shown}); "
                               "use a new --out directory, or delete this one to start over")
-        return
+        return lock
     if (out / SAMPLES).exists():
         raise ConfigError(f"{out / SAMPLES} exists but {path} does not, so its settings are unknown; "
                           "use a new --out directory or delete that file")
     write_json(path, mine)
+    return lock
 
 
 def is_eval_dir(path: str | Path) -> bool:
@@ -248,7 +251,7 @@ def run_eval(policy, cfg: EvalConfig, out_dir: str | Path, checker=None, *, mode
     out.mkdir(parents=True, exist_ok=True)
     model = model or str(getattr(policy, "model_path", None) or policy.name)
     problems = problems if problems is not None else load_datasets(cfg)  # before anything is written
-    _check_resume(out, cfg, model)
+    lock = _check_resume(out, cfg, model)  # noqa: F841 - held for the run
     own = checker is None
     if own:
         from ..checking import Checker

@@ -25,6 +25,8 @@ def run_pipeline(config: Path | None, overrides: list[str], force: list[str] | N
         for name, st in graph.stages.items():
             console.print(f"{graph.status(name):>8}  {name:<28} {st.title}")
         return 0
+    graph.dependents([*(force or []), *([until] if until else [])])  # unknown names fail before any write
+    lock = graph.lock()  # one writer per run directory, from --force's moves to the last stage
     if force:
         redo = graph.invalidate(force)
         console.print(f"[yellow]forcing[/] {', '.join(redo)}")

@@ -14,9 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ..config import ConfigError, build_config, read_yaml_mapping
+from ..config import ConfigError, build_config, read_yaml_mapping, yaml_value
 
 SECTIONS = ("search", "clone", "sft", "rl_filter", "rl", "eval", "report")
 
@@ -72,6 +70,12 @@ class PipelineConfig:
         if self.data.train is None or self.data.test is None:
             raise ConfigError("data: both data.train and data.test are needed (a path, a benchmark name, "
                               "or {synth: {steps: 2, n: 50, seed: 0}})")
+        for split in ("train", "test"):  # checked here too, so `--status` and a dry start catch it
+            spec = getattr(self.data, split)
+            if isinstance(spec, dict) and "synth" in spec:
+                from ..data.validate import check_synth_options
+
+                check_synth_options(spec["synth"], f"data.{split}.synth")
 
 
     def server_spec(self):
@@ -110,7 +114,7 @@ def load_pipeline_config(path: str | Path | None, overrides: list[str] | None = 
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key=value (e.g. search.iterations=8)")
         key, _, val = item.partition("=")
-        _set_dotted(raw, key.strip(), yaml.safe_load(val) if val.strip() else "")
+        _set_dotted(raw, key.strip(), yaml_value(val, f"override {key.strip()}=") if val.strip() else "")
     sections = {name: raw.pop(name) or {} for name in SECTIONS if name in raw}
     for name, sec in sections.items():
         if not isinstance(sec, dict):

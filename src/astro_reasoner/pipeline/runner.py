@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..io import read_json, stable_hash, write_json
+from ..config import ConfigError
+from ..io import lock_dir, read_json, stable_hash, write_json
 
 DONE = "_done.json"
 STARTED = "_started.json"
@@ -76,11 +77,15 @@ class StageGraph:
         marked = set(names)
         unknown = marked - set(self.stages)
         if unknown:
-            raise ValueError(f"unknown stage(s) {sorted(unknown)}; stages are: {', '.join(self.stages)}")
+            raise ConfigError(f"unknown stage(s) {sorted(unknown)}; stages are: {', '.join(self.stages)}")
         for st in self.stages.values():
             if any(d in marked for d in st.deps):
                 marked.add(st.name)
         return [n for n in self.stages if n in marked]
+
+    def lock(self):
+        """Claim the run directory: one pipeline writes into it at a time (see ``io.lock_dir``)."""
+        return lock_dir(self.run_dir)
 
     def status(self, name: str) -> str:
         """``done`` (finished with the current key), ``partial`` (started, same key), ``stale`` or ``todo``."""
@@ -116,9 +121,10 @@ class StageGraph:
             on_end: Callable[[Stage, StageResult], None] | None = None) -> list[StageResult]:
         """Run every stage (up to and including ``until``) that is not done. Returns one result per stage."""
         names = list(self.stages)
+        lock = self.lock()  # held until this returns
         if until is not None:
             if until not in self.stages:
-                raise ValueError(f"unknown stage {until!r}; stages are: {', '.join(names)}")
+                raise ConfigError(f"unknown stage {until!r}; stages are: {', '.join(names)}")
             needed = {until}
             for n in reversed(names):
                 if n in needed:

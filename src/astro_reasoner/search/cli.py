@@ -15,14 +15,12 @@ trees_app = typer.Typer(help="Inspect search trees (trees.jsonl).", no_args_is_h
 
 
 def _search_config(config: Optional[Path], overrides: list[str]):
-    import yaml
-
-    from ..config import load_config
+    from ..config import load_config, read_yaml_mapping
     from .config import SearchConfig
 
     section = None
     if config and config.exists():
-        data = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+        data = read_yaml_mapping(config)
         section = "search" if isinstance(data, dict) and isinstance(data.get("search"), dict) else None
     return load_config(SearchConfig, config, overrides, section=section)
 

@@ -98,7 +98,7 @@ def run_search_distributed(problems: Sequence[Problem], spec: BackendSpec, cfg: 
         raise BackendError(f"--workers {workers}: need at least 1 worker")
     cfg.validate()
     os.makedirs(out_dir, exist_ok=True)
-    storage.check_settings(out_dir, cfg.search_settings())
+    lock = storage.check_settings(out_dir, cfg.search_settings())  # noqa: F841 - held for the run
     todo, done = pending_problems(problems, out_dir)
     path = storage.trees_path(out_dir)
     if reporter:

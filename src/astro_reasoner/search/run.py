@@ -63,7 +63,7 @@ def run_search(problems: Sequence[Problem], policy, checker, cfg: SearchConfig, 
     """
     cfg.validate()
     os.makedirs(out_dir, exist_ok=True)
-    storage.check_settings(out_dir, cfg.search_settings())
+    lock = storage.check_settings(out_dir, cfg.search_settings(), shard)  # noqa: F841 - held for the run
     todo, done = pending_problems(problems, out_dir, shard)
     path = storage.trees_path(out_dir, shard)
     if reporter:

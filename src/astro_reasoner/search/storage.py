@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..config import ConfigError
-from ..io import DataError, append_jsonl, done_ids, read_json, read_jsonl, write_json
+from ..io import DataError, DirLock, append_jsonl, done_ids, lock_dir, read_json, read_jsonl, write_json
 from ..types import Problem, SearchTree
 
 TREES_FILE = "trees.jsonl"
@@ -114,15 +114,18 @@ def load_trees(path: str | os.PathLike) -> list[SearchTree]:
     return trees
 
 
-def check_settings(out_dir: str | os.PathLike, settings: dict) -> None:
-    """Refuse to resume into a directory whose trees were built with different search settings."""
+def check_settings(out_dir: str | os.PathLike, settings: dict, shard: tuple[int, int] | None = None) -> DirLock:
+    """Claim ``out_dir`` (shard) for this run and refuse to resume into a directory whose trees were built
+    with different search settings. Keep the returned lock while the search writes."""
+    lock = lock_dir(out_dir, f".{trees_path(out_dir, shard).name}.lock")
     path = Path(out_dir) / SETTINGS_FILE
     if not path.exists():
         write_json(path, settings)
-        return
+        return lock
     old = read_json(path)
     diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
     if diff:
         changes = ", ".join(f"{k}: {old.get(k)!r} -> {settings.get(k)!r}" for k in diff)
         raise ConfigError(f"{out_dir} holds trees searched with other settings ({changes}); resume needs the "
                           f"same settings: use a new --out directory, or restore them")
+    return lock

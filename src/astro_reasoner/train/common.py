@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError
-from ..io import read_json, stable_hash, write_json
+from ..io import lock_dir, read_json, stable_hash, write_json
 from .config import TrainCommon
 
 log = logging.getLogger(__name__)
@@ -187,8 +187,9 @@ def is_main_rank() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def start_run(cfg: TrainCommon) -> tuple[bool, str | None]:
-    """Claim ``out_dir`` for ``cfg``: returns (already finished, checkpoint to resume from or None).
+def start_run(cfg: TrainCommon) -> tuple[bool, str | None, Any]:
+    """Claim ``out_dir`` for ``cfg``: returns (already finished, checkpoint to resume from or None, the
+    directory lock to hold while training: ``io.lock_dir``, taken by the main rank only).
 
     - A finished run of this same config (``train_summary.json``) -> (True, None): the stage is skipped.
     - ``out_dir`` used by a run of a *different* config -> ConfigError unless ``overwrite=true``: silently
@@ -198,13 +199,14 @@ def start_run(cfg: TrainCommon) -> tuple[bool, str | None]:
       ``checkpoint-N``; ``never`` starts over; a path resumes from that checkpoint.
     """
     out = Path(cfg.out_dir)
+    lock = lock_dir(out) if is_main_rank() else None  # one training run per out_dir
     full, key = config_hash(cfg), config_hash(cfg, with_length=False)
     summary_path, claim_path = out / SUMMARY_FILE, out / RUN_CONFIG_FILE
     summary = read_json(summary_path) if summary_path.exists() else {}
     claimed = read_json(claim_path).get("run_hash") if claim_path.exists() else summary.get("run_hash")
     if not cfg.overwrite:
         if summary.get("config_hash") == full:
-            return True, None
+            return True, None, lock
         if claimed not in (None, key):
             raise ConfigError(f"{out} holds a run with a different config (see {claim_path}); use another "
                               "--out, or overwrite=true to start over there")
@@ -212,8 +214,8 @@ def start_run(cfg: TrainCommon) -> tuple[bool, str | None]:
         summary_path.unlink(missing_ok=True)
         write_json(claim_path, {"run_hash": key, "config": dataclasses.asdict(cfg)})
     if cfg.overwrite:
-        return False, None
-    return False, resume_checkpoint(cfg)
+        return False, None, lock
+    return False, resume_checkpoint(cfg), lock
 
 
 def resume_checkpoint(cfg: TrainCommon) -> str | None:
@@ -227,9 +229,26 @@ def resume_checkpoint(cfg: TrainCommon) -> str | None:
         return cfg.resume
     if not Path(cfg.out_dir).is_dir():
         return None
-    from transformers.trainer_utils import get_last_checkpoint
+    return last_complete_checkpoint(cfg.out_dir)
 
-    return get_last_checkpoint(cfg.out_dir)
+
+def last_complete_checkpoint(out_dir: str | Path) -> str | None:
+    """The latest ``checkpoint-N`` whose ``trainer_state.json`` (the Trainer writes it last) reads back.
+
+    A run killed while saving leaves a partial ``checkpoint-N``; transformers' ``get_last_checkpoint`` picks
+    it and the resume fails ("Can't find a valid checkpoint"); found by the kill -9 tests (issue 14).
+    """
+    import json
+
+    found = sorted(((int(p.name.split("-", 1)[1]), p) for p in Path(out_dir).glob("checkpoint-*")
+                    if p.is_dir() and p.name.split("-", 1)[1].isdigit()), reverse=True)
+    for _, path in found:
+        try:
+            if "global_step" in json.loads((path / "trainer_state.json").read_text(encoding="utf-8")):
+                return str(path)
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def save_final(trainer, cfg: TrainCommon, base_model: str) -> None:

@@ -187,7 +187,7 @@ def run_grpo(cfg: RLStageConfig) -> str:
     rt = resolve_runtime(cfg, use_vllm=cfg.use_vllm)  # device/precision errors before anything is written
     if cfg.behaviour_logging:
         behaviour_counter()  # fail before training if the behaviour counter is missing
-    finished, resume_from = start_run(cfg)
+    finished, resume_from, lock = start_run(cfg)  # noqa: F841 - the lock is held for the run
     if finished:
         log.warning("%s already holds this finished RL run; skipping (overwrite=true to retrain)", cfg.out_dir)
         return cfg.out_dir

@@ -124,7 +124,7 @@ def run_sft(cfg: SFTStageConfig) -> str:
     """
     prepare_environment(cfg)
     rt = resolve_runtime(cfg)  # device/precision errors before anything is written
-    finished, resume_from = start_run(cfg)
+    finished, resume_from, lock = start_run(cfg)  # noqa: F841 - the lock is held for the run
     if finished:
         log.warning("%s already holds this finished SFT run; skipping (overwrite=true to retrain)", cfg.out_dir)
         return cfg.out_dir
