@@ -7,7 +7,7 @@ CTranslate2 (https://github.com/OpenNMT/CTranslate2) converts a Hugging Face che
 so trained checkpoints (SFT/GRPO output directories) work too; training-time sampling stays on ``hf``.
 
 Design (our choices, with reasons):
-- Conversion is cached in ``<cache_root>/ct2/<name>-<key>``; the key hashes the checkpoint's files (name, size,
+- Conversion is cached in ``<cache_root>/ct2/<name>-<key>`` (or the ``cache_dir`` option); the key hashes the checkpoint's files (name, size,
   mtime), the quantization and the CTranslate2 version, so a re-saved checkpoint is converted again and an
   unchanged one never is. Conversion writes to a temporary directory renamed into place under a file lock.
 - Prompts are rendered and tokenized client-side by the same :class:`PromptTokenizer` as ``hf``/``openai``.
@@ -61,7 +61,7 @@ class CT2Backend:
     deterministic = True  # a seeded call runs on a freshly seeded generator (see module doc)
 
     def __init__(self, model: str, *, compute_type: str = "int8", threads: int | None = None, batch_size: int = 32,
-                 chat_template: str | None = None, trust_remote_code: bool = False):
+                 chat_template: str | None = None, trust_remote_code: bool = False, cache_dir: str | None = None):
         try:
             import ctranslate2
         except ImportError as exc:
@@ -79,7 +79,8 @@ class CT2Backend:
         self.compute_type = compute_type
         self.threads = int(threads or os.environ.get("OMP_NUM_THREADS") or 1)
         self.batch_size = int(batch_size)
-        self.ct2_dir = convert_checkpoint(path, compute_type, trust_remote_code=trust_remote_code)
+        self.ct2_dir = convert_checkpoint(path, compute_type, trust_remote_code=trust_remote_code,
+                                          cache_dir=cache_dir)
         self._ct2 = ctranslate2
         tok = load_tokenizer(path, chat_template=chat_template, trust_remote_code=trust_remote_code)
         self.prompts = PromptTokenizer(tok)
@@ -107,7 +108,9 @@ class CT2Backend:
         if params.seed is not None:
             self._ct2.set_random_seed(stable_seed(params.seed, "ct2") % (2 ** 32))
             generator = self._new_generator()
-        done = self._run(generator, [encoded[i] for i, _ in rows], params)
+        stops = tuple(s for s in params.stop if s)
+        ids = [encoded[i] for i, _ in rows]
+        done = [self._completion(*row, stops, len(x)) for row, x in zip(self.decode_rows(generator, ids, params), ids)]
         out: list[list[Completion | None]] = [[None] * params.n for _ in prompts]
         for (i, j), comp in zip(rows, done):
             out[i][j] = comp
@@ -118,7 +121,8 @@ class CT2Backend:
         return self._ct2.Generator(str(self.ct2_dir), device="cpu", compute_type=self.compute_type,
                                    intra_threads=self.threads, inter_threads=1)
 
-    def _run(self, generator, ids: list[list[int]], params: GenParams) -> list[Completion]:
+    def decode_rows(self, generator, ids: list[list[int]], params: GenParams) -> list[tuple[list[int], list, int]]:
+        """Per row of prompt ids: (generated ids, their raw log-probs, tokens at the stop string or 0)."""
         stops = tuple(s for s in params.stop if s)
         common = _common_prefix(ids)
         static = common if common >= MIN_STATIC_PROMPT else 0
@@ -153,7 +157,7 @@ class CT2Backend:
         except (RuntimeError, ValueError) as exc:
             raise BackendError(f"CTranslate2 failed on a batch of {len(ids)} rows (longest prompt "
                                f"{max(map(len, ids))} tokens): {exc}") from exc
-        return [self._completion(tokens[r], logprobs[r], stopped_at[r], stops, len(ids[r])) for r in range(len(ids))]
+        return list(zip(tokens, logprobs, stopped_at))
 
     def _completion(self, gen: list[int], logprobs: list, stopped_at: int, stops: tuple[str, ...],
                     prompt_tokens: int) -> Completion:
@@ -205,11 +209,13 @@ def checkpoint_key(path: str | Path, compute_type: str) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
-def convert_checkpoint(path: str | Path, compute_type: str = "int8", *, trust_remote_code: bool = False) -> Path:
-    """The cached CTranslate2 conversion of the HF checkpoint at ``path`` (converting it first if needed)."""
+def convert_checkpoint(path: str | Path, compute_type: str = "int8", *, trust_remote_code: bool = False,
+                       cache_dir: str | None = None) -> Path:
+    """The cached CTranslate2 conversion of the HF checkpoint at ``path`` (converting it first if needed), in
+    ``cache_dir`` or ``<cache_root>/ct2``."""
     from ..models import _file_lock, cache_root
 
-    root = cache_root() / "ct2"
+    root = Path(cache_dir).expanduser() if cache_dir else cache_root() / "ct2"
     target = root / f"{Path(path).name}-{checkpoint_key(path, compute_type)}"
     if (target / MARKER).is_file():
         return target
