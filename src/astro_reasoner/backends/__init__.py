@@ -1,10 +1,8 @@
 """LM backends behind one Protocol (``base.Policy``), built by name with ``make_backend``.
 
-Kinds: ``hf`` (transformers in this process), ``ct2`` (CTranslate2 int8 in this process: the fast CPU engine
-for search and eval) and ``openai`` (any OpenAI-compatible server). ``auto`` picks ``ct2`` on a machine without
-a GPU when ctranslate2 is installed (the README's set-up installs it), else ``hf``: the demo and CPU configs use
-it. Training-time sampling (TRL's GRPO generation) stays on transformers whatever the backend. Heavy imports
-(torch, transformers, httpx) happen when a backend is built, not when this package is imported.
+Kinds: ``hf`` (transformers in this process), ``ct2`` (CTranslate2 int8 in this process; a candidate CPU engine
+that is not faster than ``hf`` on the search workload, see BENCHMARKS.md "Engines") and ``openai`` (any
+OpenAI-compatible server). Heavy imports (torch, transformers, httpx) happen when a backend is built, not when this package is imported.
 """
 
 from __future__ import annotations
@@ -21,24 +19,10 @@ if TYPE_CHECKING:
 
 __all__ = ["BackendError", "Policy", "HFBackend", "CT2Backend", "OpenAIBackend", "make_backend", "BACKEND_KINDS"]
 
-BACKEND_KINDS = ("auto", "hf", "ct2", "openai")
-
-
-def resolve_kind(kind: str) -> str:
-    """``auto`` -> ``ct2`` when ctranslate2 is installed and no CUDA GPU is visible, else ``hf``."""
-    if kind != "auto":
-        return kind
-    import importlib.util
-
-    if importlib.util.find_spec("ctranslate2") is None:
-        return "hf"
-    import torch
-
-    return "hf" if torch.cuda.is_available() else "ct2"
+BACKEND_KINDS = ("hf", "ct2", "openai")
 
 
 def _backend_class(kind: str):
-    kind = resolve_kind(kind)
     if kind == "hf":
         from .hf import HFBackend
 
@@ -66,7 +50,6 @@ def make_backend(kind: str, model: str, **options: Any) -> Policy:
 
     Option names and types are checked here so a typo in a config file fails before any model loads.
     """
-    kind = resolve_kind(kind)
     cls = _backend_class(kind)
     allowed = backend_options(kind)
     unknown = sorted(set(options) - set(allowed))

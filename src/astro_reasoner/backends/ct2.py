@@ -1,20 +1,24 @@
-"""The ``ct2`` backend: CTranslate2 (int8 CPU kernels) in this process, for search, eval and best-of-N.
+"""The ``ct2`` backend: CTranslate2 (int8 CPU kernels) in this process -- a measured candidate engine (issue 12).
 
-Why (bench/engines.py, BENCHMARKS.md "Engines"): on this project's 2-core CPU machines the fp32 PyTorch ``hf``
-backend is bound by one core's fp32 matrix multiply; CTranslate2 runs the same Llama-family checkpoint with
-int8 weights and its own batched decoder (finished rows leave the batch), several times faster per CPU-second.
-CTranslate2 (https://github.com/OpenNMT/CTranslate2) converts a Hugging Face checkpoint directory in-process,
-so trained checkpoints (SFT/GRPO output directories) work too; training-time sampling stays on ``hf``.
+CTranslate2 (https://github.com/OpenNMT/CTranslate2) runs a Llama-family HF checkpoint with int8 weights and
+its own batched decoder (finished rows leave the batch), and converts an HF checkpoint directory in-process, so
+trained checkpoints (SFT/GRPO output directories) work too. Measured (BENCHMARKS.md "Engines"): its decode is
+fast per token, but on the search workload (~390-token few-shot prompts, ~30-token steps, n samples per
+prompt) it ran at 0.39x the ``hf`` backend per CPU-second, because every sample's prompt is prefilled at
+about decode cost per token, while ``hf`` prefills the shared prefix and each distinct prompt once. So it is
+an option (``--backend ct2``), not the default.
 
 Design (our choices, with reasons):
-- Conversion is cached in ``<cache_root>/ct2/<name>-<key>`` (or the ``cache_dir`` option); the key hashes the checkpoint's files (name, size,
-  mtime), the quantization and the CTranslate2 version, so a re-saved checkpoint is converted again and an
-  unchanged one never is. Conversion writes to a temporary directory renamed into place under a file lock.
+- Conversion is cached in ``<cache_root>/ct2/<name>-<key>`` (or the ``cache_dir`` option); the key hashes
+  the checkpoint's files (name, size, mtime), the quantization and the CTranslate2 version, so a re-saved
+  checkpoint is converted again and an unchanged one never is. Conversion writes to a temporary directory
+  renamed into place under a file lock.
 - Prompts are rendered and tokenized client-side by the same :class:`PromptTokenizer` as ``hf``/``openai``.
   The token prefix shared by every row of a call (system prompt + few-shot examples) goes in CTranslate2's
   ``static_prompt``, whose model state is computed once and cached across calls (like ``hf``'s shared prefill).
-- The ``n`` samples of a prompt are separate rows (CTranslate2's ``num_hypotheses`` cannot stop one sample at
-  a stop string without stopping its siblings). A per-token callback records each row's token ids and
+- The ``n`` samples of a prompt are separate rows: CTranslate2's callback stops a whole batch entry, and we
+  did not verify that it can stop one of ``num_hypotheses`` samples alone (this duplicates prompt prefill:
+  the cost measured above). A per-token callback records each row's token ids and
   log-probs and stops a row once its generated text contains a stop string (checked on the generated text
   only, like ``hf``).
 - ``logprob_sum``: CTranslate2 computes the step log-probs with ``log_softmax`` of the raw logits before its
@@ -23,7 +27,7 @@ Design (our choices, with reasons):
 - Seeds: CTranslate2's sampler draws from a ``thread_local`` generator seeded once per worker thread from the
   global seed (``ctranslate2.set_random_seed``), so reseeding a live generator has no effect. A seeded call
   therefore sets the seed and starts a fresh ``Generator`` (its worker thread is new); the weights come from
-  the page cache, a fraction of a second for small models, and the start-up is timed in bench/engines.py.
+  the page cache (0.4-0.5 CPU-s for SmolLM2-135M, measured), and the cached static prompt is recomputed.
   Unseeded calls reuse one generator.
 """
 
