@@ -15,8 +15,13 @@ Throughput is generated tokens per wall second (prompt tokens are not counted), 
 process (robust to other jobs sharing the machine). Model loading is excluded.
 Targets on the 2-core CPU machine: b/a >= 0.8 and b/c >= 4.
 
+With ``--compare ct2`` (issue 12): (b) for the baseline ``--backend`` and the compared backend side by side
+(rounds of problems, each searched by both, order alternating) and each one's own (a) ceiling; prints
+``search speed-up: N.Nx`` (compared over baseline, tokens per CPU-second) and the compared backend's b/a.
+
 Usage: python bench/search_throughput.py [--model smollm2-135m] [--problems 8] [--seq-problems 2]
-       [--threads 1] [--decoding auto] [--no-raw] [--json out.json] [key=value SearchConfig overrides]
+       [--threads 1] [--decoding auto] [--no-raw] [--backend hf] [--compare ct2] [--round-problems N]
+       [--json out.json] [key=value SearchConfig overrides]
 """
 
 from __future__ import annotations
@@ -90,6 +95,68 @@ def ceiling(policy, requests, batch_size: int) -> tuple[int, float, int, float]:
     return tokens, seconds, calls, time.process_time() - c0
 
 
+def search_arm(problems, rec, checker, cfg, out_dir) -> tuple[int, float, float, dict]:
+    t0, c0 = time.perf_counter(), time.process_time()
+    summary = run_search(problems, rec, checker, cfg, out_dir)
+    return (summary["this_run"]["generated_tokens"], time.perf_counter() - t0, time.process_time() - c0,
+            summary["this_run"])
+
+
+def compare(args, cfg, problems) -> dict:
+    """``run_search`` through ``--backend`` and ``--compare`` side by side: the problems are split into rounds
+    and each round is searched by both backends, the order alternating, so load changes hit both; then the
+    compared backend's own ceiling (its search's requests replayed in full batches)."""
+    from astro_reasoner.backends import make_backend
+
+    names = [args.backend, args.compare]
+    policies, recs, totals = {}, {}, {}
+    for name in names:
+        opts = {"decoding": args.decoding} if name == "hf" else {}
+        t0 = time.perf_counter()
+        policies[name] = make_backend(name, args.model, batch_size=cfg.batch_size, threads=args.threads, **opts)
+        recs[name] = Recording(policies[name])
+        totals[name] = {"tokens": 0, "seconds": 0.0, "cpu": 0.0, "startup_s": round(time.perf_counter() - t0, 1)}
+    size = args.round_problems or max(1, len(problems) // 2)
+    rounds = [problems[i:i + size] for i in range(0, len(problems), size)]
+    res: dict = {}
+    with Checker(workers=1) as checker, tempfile.TemporaryDirectory() as tmp:
+        for r, chunk in enumerate(rounds):
+            for name in (names if r % 2 == 0 else names[::-1]):
+                tok, wall, cpu, _ = search_arm(chunk, recs[name], checker, cfg, os.path.join(tmp, f"{name}-{r}"))
+                t = totals[name]
+                t["tokens"] += tok
+                t["seconds"] += wall
+                t["cpu"] += cpu
+                print(f"round {r + 1}/{len(rounds)} {name}: {tok} tokens {wall:.0f} s {tok / cpu:.1f} tok/cpu-s",
+                      flush=True)
+        for name in names:  # the ceiling of the compared backend only (the baseline's is in the single mode)
+            t = totals[name]
+            res[f"b_search_{name}"] = {"tokens": t["tokens"], "seconds": round(t["seconds"], 2),
+                                       "calls": recs[name].calls, "tok_s": round(t["tokens"] / t["seconds"], 2),
+                                       "tok_cpu_s": round(t["tokens"] / t["cpu"], 2), "startup_s": t["startup_s"]}
+            if name != args.compare:
+                continue
+            a_tok, a_sec, a_calls, a_cpu = ceiling(policies[name], recs[name].requests, cfg.batch_size)
+            res[f"a_ceiling_{name}"] = {"tokens": a_tok, "seconds": round(a_sec, 2), "calls": a_calls,
+                                        "tok_s": round(a_tok / a_sec, 2), "tok_cpu_s": round(a_tok / a_cpu, 2)}
+            print(f"a_ceiling_{name}", res[f"a_ceiling_{name}"], flush=True)
+    for p in policies.values():
+        p.close()
+    new, old = args.compare, args.backend
+    for unit in ("tok_s", "tok_cpu_s"):
+        res[f"speedup_{unit}"] = round(res[f"b_search_{new}"][unit] / res[f"b_search_{old}"][unit], 3)
+        res[f"{new}_b_over_a_{unit}"] = round(res[f"b_search_{new}"][unit] / res[f"a_ceiling_{new}"][unit], 3)
+    for key in [k for k in res if k.startswith(("a_ceiling", "b_search"))]:
+        r = res[key]
+        print(f"{key:18s} {r['tokens']:7d} tokens {r['seconds']:8.1f} s {r['tok_s']:8.1f} tok/s "
+              f"{r['tok_cpu_s']:8.1f} tok/cpu-s {r['calls']:6d} calls")
+    print(f"search speed-up: {res['speedup_tok_cpu_s']:.1f}x  ({new} run_search over {old} run_search, tokens per "
+          f"CPU-second; wall clock: {res['speedup_tok_s']:.1f}x)")
+    print(f"{new} run_search / its own ceiling: {res[f'{new}_b_over_a_tok_cpu_s']:.2f} per CPU-second, "
+          f"{res[f'{new}_b_over_a_tok_s']:.2f} wall (target >= 0.8)")
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2-135m")
@@ -98,6 +165,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--decoding", default="auto", help="hf backend decoding mode for (a), (b), (c)")
     ap.add_argument("--no-raw", action="store_true", help="skip (a0), the plain-generate replay")
+    ap.add_argument("--backend", default="hf", help="the backend measured (with --compare: the baseline)")
+    ap.add_argument("--compare", default=None, help="a second backend (e.g. ct2): both run_search side by side")
+    ap.add_argument("--round-problems", type=int, default=0, help="with --compare: problems per round "
+                    "(default: half of them, so two rounds in alternating order)")
     ap.add_argument("--json", default=None)
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
@@ -107,7 +178,17 @@ def main() -> None:
     from astro_reasoner.backends import make_backend
 
     load0 = os.getloadavg()
-    policy = make_backend("hf", args.model, batch_size=cfg.batch_size, threads=args.threads, decoding=args.decoding)
+    if args.compare:
+        res = compare(args, cfg, synthesize(steps=2, n=args.problems, seed=0))
+        res.update(model=args.model, threads=args.threads, problems=args.problems, cpus=os.cpu_count(),
+                   config=dataclasses.asdict(cfg), loadavg_start_end=[round(load0[0], 2), round(os.getloadavg()[0], 2)])
+        print(f"load average start/end {res['loadavg_start_end']}")
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump(res, fh, indent=2)
+        return
+    policy = make_backend(args.backend, args.model, batch_size=cfg.batch_size, threads=args.threads,
+                          **({"decoding": args.decoding} if args.backend == "hf" else {}))
     problems = synthesize(steps=2, n=args.problems, seed=0)
     res: dict = {"model": args.model, "threads": args.threads, "problems": args.problems,
                  "config": dataclasses.asdict(cfg), "cpus": os.cpu_count(), "decoding": policy.decoding}

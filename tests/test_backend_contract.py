@@ -2,6 +2,7 @@
 
 - ``tiny-hf``: the tiny random Llama through transformers (fast);
 - ``smollm2-hf``: SmolLM2-135M-Instruct (converted from its GGUF) through transformers (``slow``);
+- ``tiny-ct2`` / ``smollm2-ct2``: the same models through CTranslate2 (int8; skipped without ctranslate2);
 - ``smollm2-openai``: the same GGUF served by a real llama.cpp server (llama-cpp-python), reached through
   the openai backend (``server``).
 
@@ -46,6 +47,13 @@ def _build(name: str, request) -> Case:
         return Case(policy, stop=("\n\n", " "), max_tokens=16)
     if name == "smollm2-hf":
         return Case(make_backend("hf", "smollm2-135m", batch_size=8), stop=("\n\n",), max_tokens=24)
+    if name.endswith("-ct2"):
+        pytest.importorskip("ctranslate2", reason="pip install ctranslate2 to test the ct2 backend")
+        if name == "tiny-ct2":
+            policy = make_backend("ct2", str(request.getfixturevalue("tiny_model_dir")), batch_size=4,
+                                  cache_dir=str(request.getfixturevalue("tmp_path_factory").mktemp("ct2")))
+            return Case(policy, stop=("\n\n", " "), max_tokens=16)
+        return Case(make_backend("ct2", "smollm2-135m", batch_size=8), stop=("\n\n",), max_tokens=24)
     url = request.getfixturevalue("llama_server_url")
     policy = make_backend("openai", "smollm2-135m", base_url=url, deterministic=True, concurrency=2)
     return Case(policy, stop=("\n\n",), max_tokens=24)
@@ -54,6 +62,8 @@ def _build(name: str, request) -> Case:
 @pytest.fixture(scope="module", params=[
     "tiny-hf",
     pytest.param("smollm2-hf", marks=pytest.mark.slow),
+    "tiny-ct2",
+    pytest.param("smollm2-ct2", marks=pytest.mark.slow),
     pytest.param("smollm2-openai", marks=pytest.mark.server),
 ])
 def case(request):

@@ -1,7 +1,8 @@
 """LM backends behind one Protocol (``base.Policy``), built by name with ``make_backend``.
 
-Kinds: ``hf`` (transformers in this process) and ``openai`` (any OpenAI-compatible server). Heavy imports
-(torch, transformers, httpx) happen when a backend is built, not when this package is imported.
+Kinds: ``hf`` (transformers in this process), ``ct2`` (CTranslate2 int8 in this process; a candidate CPU engine
+that is not faster than ``hf`` on the search workload, see BENCHMARKS.md "Engines") and ``openai`` (any
+OpenAI-compatible server). Heavy imports (torch, transformers, httpx) happen when a backend is built, not when this package is imported.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from typing import TYPE_CHECKING, Any
 from .base import BackendError, Policy
 
 if TYPE_CHECKING:
+    from .ct2 import CT2Backend
     from .hf import HFBackend
     from .openai_http import OpenAIBackend
 
-__all__ = ["BackendError", "Policy", "HFBackend", "OpenAIBackend", "make_backend", "BACKEND_KINDS"]
+__all__ = ["BackendError", "Policy", "HFBackend", "CT2Backend", "OpenAIBackend", "make_backend", "BACKEND_KINDS"]
 
-BACKEND_KINDS = ("hf", "openai")
+BACKEND_KINDS = ("hf", "ct2", "openai")
 
 
 def _backend_class(kind: str):
@@ -25,6 +27,10 @@ def _backend_class(kind: str):
         from .hf import HFBackend
 
         return HFBackend
+    if kind == "ct2":
+        from .ct2 import CT2Backend
+
+        return CT2Backend
     if kind == "openai":
         from .openai_http import OpenAIBackend
 
@@ -74,6 +80,8 @@ def _check_option(kind: str, key: str, value: Any, default: Any) -> None:
     elif key == "device" and not (isinstance(value, str) and (value in ("auto", "cpu", "mps")
                                                               or value.startswith("cuda"))):
         raise BackendError(f"{where}: use auto, cpu, cuda, cuda:N or mps")
+    elif key == "compute_type" and value not in ("int8", "int8_float32", "int16", "float32"):
+        raise BackendError(f"{where}: use int8, int8_float32, int16 or float32")
     elif key == "dtype" and value not in ("auto", "float32", "bfloat16", "float16"):
         raise BackendError(f"{where}: use auto, float32, bfloat16 or float16")
     elif isinstance(default, bool) and not isinstance(value, bool):
@@ -83,6 +91,8 @@ def _check_option(kind: str, key: str, value: Any, default: Any) -> None:
 def __getattr__(name: str):  # lazy exports: `from astro_reasoner.backends import HFBackend`
     if name == "HFBackend":
         return _backend_class("hf")
+    if name == "CT2Backend":
+        return _backend_class("ct2")
     if name == "OpenAIBackend":
         return _backend_class("openai")
     raise AttributeError(name)

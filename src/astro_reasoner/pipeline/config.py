@@ -60,8 +60,10 @@ class PipelineConfig:
         return copy.deepcopy(self.sections.get(name) or {})
 
     def validate(self) -> None:
-        if self.backend not in ("hf", "openai"):
-            raise ConfigError(f"backend: {self.backend!r} is not a backend; use hf or openai")
+        from ..backends import BACKEND_KINDS
+
+        if self.backend not in BACKEND_KINDS:
+            raise ConfigError(f"backend: {self.backend!r} is not a backend; use one of {', '.join(BACKEND_KINDS)}")
         bad = [m for m in self.modes if m not in ("astro", "direct")]
         if bad or not self.modes:
             raise ConfigError(f"modes: {self.modes!r}; use a subset of [direct, astro]")

@@ -65,8 +65,8 @@ def search(
     out: Path = typer.Option(..., "--out", help="Output directory (trees.jsonl, summary.json); re-run to resume."),
     model: str = typer.Option("smollm2-135m", "--model", help="Model alias, checkpoint dir, .gguf or hub id "
                               "(hf); the served model name (openai)."),
-    backend: str = typer.Option("hf", "--backend", help="hf (transformers in-process) or openai (any "
-                                "OpenAI-compatible server)."),
+    backend: str = typer.Option("hf", "--backend", help="hf (transformers in-process), ct2 (CTranslate2 "
+                                "int8 in-process) or openai (any OpenAI-compatible server)."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML with SearchConfig keys (or a `search:` "
                                           "section)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Directory of the named benchmarks."),
@@ -94,13 +94,15 @@ def search(
     from .storage import parse_shard
 
     cfg = _search_config(config, list(overrides or []))
-    if backend not in ("hf", "openai"):
-        raise ConfigError(f"--backend {backend!r}: use hf or openai")
+    from ..backends import BACKEND_KINDS
+
+    if backend not in BACKEND_KINDS:
+        raise ConfigError(f"--backend {backend!r}: use hf, ct2 or openai")
     if shard and workers:
         raise ConfigError("--shard and --workers together: --workers already splits the run; drop one")
     shard_t = parse_shard(shard)
     options = parse_backend_options(backend_option)
-    if backend == "hf":
+    if backend in ("hf", "ct2"):
         options.setdefault("batch_size", cfg.batch_size)  # the backend's forward chunk = the driver's call size
     probs = load_problems(problems, data_dir=str(data_dir) if data_dir else None, limit=limit)
     console = Console(stderr=True)
