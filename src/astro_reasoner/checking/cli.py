@@ -10,10 +10,13 @@ import typer
 
 
 def check_command(
-    gold: str = typer.Option(..., "--gold", "-g", help="The gold answer, e.g. '\\frac{1}{2}' or 72."),
+    gold: str = typer.Option(..., "--gold", "-g", help="The gold answer, e.g. '\\frac{1}{2}' or 72 (countdown: the "
+                             "target)."),
     completion: Optional[str] = typer.Option(None, "--completion", "-c", help="The completion text."),
     file: Optional[Path] = typer.Option(None, "--file", "-f", help="Read the completion from a file ('-': stdin)."),
     deadline: float = typer.Option(5.0, "--deadline", help="Hard time limit in seconds for math-verify."),
+    task: str = typer.Option("math", "--task", help="math, or countdown (then give --numbers)."),
+    numbers: Optional[str] = typer.Option(None, "--numbers", help="countdown: the given numbers, e.g. 8,2,3,4."),
 ) -> None:
     """Extract the final answer (last \\boxed{}, else "the answer is ...") and check it against the gold."""
     if (completion is None) == (file is None):
@@ -22,10 +25,21 @@ def check_command(
         text = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8", errors="surrogateescape")
     else:
         text = completion
+    from ..io import DataError
+    from ..tasks import TASK_NAMES, gold_of
     from .checker import Checker
 
+    if task not in TASK_NAMES:
+        raise typer.BadParameter(f"--task {task!r}: use one of {', '.join(TASK_NAMES)}")
+    if (numbers is not None) != (task == "countdown"):
+        raise typer.BadParameter("--numbers goes with --task countdown (and countdown needs it)")
+    record = {"answer": gold, **({"task": task, "numbers": numbers, "target": gold} if task != "math" else {})}
+    try:
+        target = gold_of(record)
+    except DataError as exc:
+        raise typer.BadParameter(str(exc)) from None
     with Checker(workers=1, deadline=deadline, warmup=False) as checker:
-        result = checker.check(gold, text)
+        result = checker.check(target, text)
     typer.echo(f"extracted: {result.answer if result.answer is not None else '(none)'}")
     typer.echo(f"verdict:   {result.verdict.value}")
     typer.echo(f"decided by: {result.reason}")

@@ -23,6 +23,7 @@ from ..config import ConfigError, config_to_dict
 from ..io import DataError, append_jsonl, drop_torn_tail, read_json, read_jsonl, stable_seed, write_json, \
     write_text_atomic
 from ..prompts import PromptBuilder
+from ..tasks import gold_of
 from ..types import GenParams, Problem, Verdict
 from .behaviour_stats import aggregate_behaviour, behaviour_counts
 from .config import EvalConfig
@@ -140,9 +141,9 @@ def generate_missing(policy, cfg: EvalConfig, problems: dict[str, list[Problem]]
             params = GenParams(n=len(miss), max_tokens=cfg.max_tokens, stop=tuple(cfg.stop),
                                temperature=cfg.temperature, top_p=cfg.top_p,
                                seed=stable_seed(cfg.seed, label, first.id, miss[0]))
-            outs = policy.generate([builder.continuation(p.problem) for _, p, _ in batch], params)
+            outs = policy.generate([builder.continuation(p) for _, p, _ in batch], params)  # the task's prompt
             flat = [(p, j, c) for (_, p, m), comps in zip(batch, outs) for j, c in zip(m, comps)]
-            checks = checker.check_batch([(p.answer, c.text) for p, _, c in flat])
+            checks = checker.check_batch([(gold_of(p), c.text) for p, _, c in flat])
             records = []
             for (p, j, c), res in zip(flat, checks):
                 verdict = res.verdict.value if isinstance(res.verdict, Verdict) else str(res.verdict)
