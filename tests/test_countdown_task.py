@@ -288,11 +288,20 @@ def test_cli_synth_and_check(tmp_path):
     runner = CliRunner()
     out = tmp_path / "cd.jsonl"
     res = runner.invoke(app, ["data", "synth", "--task", "countdown", "--n", "12", "--seed", "4", "--counts",
-                              "4", "-o", str(out)])
+                              "4", "-o", str(out), "--sft", str(tmp_path / "warm.jsonl"), "--sft-per-problem", "2"])
     assert res.exit_code == 0, res.output
     recs = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(recs) == 12 and all(r["task"] == "countdown" and len(r["numbers"]) == 4 and
                                    r["answer"] == str(r["target"]) for r in recs)
+    from astro_reasoner.train.sft import load_sft_rows
+
+    warm = load_sft_rows(tmp_path / "warm.jsonl")  # warm-start rows: solver-written direct solutions
+    assert len(warm) == 24 and warm[0]["prompt"][-1]["content"].endswith(
+        f"Numbers: {', '.join(map(str, recs[0]['numbers']))}. Target: {recs[0]['target']}.")
+    for row, rec in zip(warm, [r for r in recs for _ in range(2)]):
+        assert row["problem_id"] == rec["id"]
+        assert verify(row["completion"][0]["content"], tuple(rec["numbers"]), rec["target"])[0] is Verdict.CORRECT
+        assert "wait" not in row["completion"][0]["content"].lower()
     res = runner.invoke(app, ["data", "check", str(out)])
     assert res.exit_code == 0 and "tasks: countdown 12" in res.output
     res = runner.invoke(app, ["check", "--task", "countdown", "--numbers", "8,2,3,4", "--gold", "22",

@@ -35,6 +35,9 @@ def synth_command(
     min_target: int = typer.Option(5, "--min-target", help="countdown: smallest target."),
     max_target: int = typer.Option(40, "--max-target", help="countdown: largest target."),
     solutions: bool = typer.Option(True, "--solutions/--no-solutions", help="Store a reference solution in meta."),
+    sft: Optional[Path] = typer.Option(None, "--sft", help="countdown: also write warm-start SFT rows (solver-written "
+                                       "direct solutions, `astro sft --data FILE`)."),
+    sft_per_problem: int = typer.Option(1, "--sft-per-problem", help="countdown: direct solutions per puzzle in --sft."),
 ) -> None:
     """Write synthetic problems with exact answers: arithmetic word problems (the embedded default data set) or
     Countdown puzzles (every one solvable; records carry task, numbers and target)."""
@@ -56,9 +59,17 @@ def synth_command(
             write_jsonl(output, (to_record(p) for p in problems))
             typer.echo(f"wrote {len(problems)} countdown puzzles ({split} split, {counts} numbers in "
                        f"{min_number}..{max_number}, targets {min_target}..{max_target}, seed {seed}) to {output}")
+            if sft is not None:
+                from ..tasks.countdown_solver import warmstart_rows
+
+                rows = warmstart_rows(problems, sft_per_problem, seed)
+                write_jsonl(sft, rows)
+                typer.echo(f"wrote {len(rows)} warm-start SFT rows (direct solutions) to {sft}")
             return
         if task != "math":
             raise ValueError(f"--task {task!r}: use math or countdown")
+        if sft is not None:
+            raise ValueError("--sft writes Countdown warm-start rows: use it with --task countdown")
         problems = synthesize(steps, n, seed, ops=ops, min_value=min_value, max_value=max_value,
                               max_factor=max_factor, solutions=solutions)
     except ValueError as exc:
