@@ -101,6 +101,7 @@ def test_countdown_search_clone_eval(countdown_tuned_tiny, countdown_problems, t
 
             stats = run_clone(tmp_path / "search", tmp_path / "clone", CloneConfig(max_backtracks=1), checker)
             assert stats["examples"] >= 1 and stats["recheck_dropped"] == 0
+            assert stats["roundtrip_ok"] == stats["traces"]  # the behaviour counter reads countdown CoTs back
             sft = list(read_jsonl(tmp_path / "clone" / "sft.jsonl"))
             assert any(r["n_backtracks"] >= 1 for r in sft)
             for r in sft:
