@@ -57,9 +57,6 @@ class Node:
     index: int
 
 
-Expr = "int | Node"
-
-
 def _value(e) -> int:
     return e if isinstance(e, int) else e.value
 
@@ -135,7 +132,6 @@ def show(e, done: int = 0) -> tuple[str, int]:
     (the recomputation chain of the final step). A right operand of the same precedence keeps its
     parentheses even where they could go (``4 * 3 + (8 + 2)``), so that every operation of the solution is a
     subexpression of the text and each link of the chain rewrites exactly one of them."""
-
     if isinstance(e, int):
         return str(e), 3
     if e.index < done:
