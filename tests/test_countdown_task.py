@@ -278,6 +278,19 @@ def test_rl_reward_reads_the_task_column(tmp_path):
                                  [p.answer, p.answer, p.answer, "7"], checker=checker,
                                  task=[rows[0]["task"]] * 3 + [None])
     assert got == [1.0, -1.0, -1.0, 1.0]  # the bare target is not a countdown answer; math row unchanged
+    # As GRPO runs it: rows through a datasets.Dataset (TRL passes every extra column to the reward).
+    from datasets import Dataset
+
+    from astro_reasoner.train.grpo import LoggedCorrectnessReward
+    from astro_reasoner.train.rewards import RewardValues
+
+    ds = Dataset.from_list(rows)
+    columns = {k: [ds[i][k] for i in (0, 0, 1)] for k in ("answer", "task", "problem_id")}
+    with Checker(workers=1, warmup=False) as checker:
+        reward = LoggedCorrectnessReward(checker, RewardValues())
+        bare = f"\\boxed{{{p.answer}}}"  # right value, numbers not used: +1 only if the task column were lost
+        assert reward(prompts=[None] * 3, completions=[good, bare, "\\boxed{7}"], trainer_state=None,
+                      **columns) == [1.0, -1.0, 1.0]
 
 
 def test_cli_synth_and_check(tmp_path):
