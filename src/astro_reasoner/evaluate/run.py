@@ -23,7 +23,7 @@ from ..config import ConfigError, config_to_dict
 from ..io import DataError, append_jsonl, drop_torn_tail, read_json, read_jsonl, stable_seed, write_json, \
     write_text_atomic
 from ..prompts import PromptBuilder
-from ..tasks import gold_of
+from ..tasks import gold_of, task_fields, vote_keys
 from ..types import GenParams, Problem, Verdict
 from .behaviour_stats import aggregate_behaviour, behaviour_counts
 from .config import EvalConfig
@@ -150,7 +150,7 @@ def generate_missing(policy, cfg: EvalConfig, problems: dict[str, list[Problem]]
                 records.append({"dataset": label, "problem_id": p.id, "sample": j, "seed": params.seed,
                                 "problem": p.problem, "gold": p.answer, "text": c.text, "tokens": c.tokens,
                                 "finish_reason": c.finish_reason, "answer": res.answer, "verdict": verdict,
-                                **behaviour_counts(c.text)})
+                                **behaviour_counts(c.text), **task_fields(p)})  # no task fields for math
                 stats["generated_tokens"] += c.tokens
                 stats["prompt_tokens"] += c.prompt_tokens
             append_jsonl(samples_path, records)
@@ -175,8 +175,12 @@ def summarize(records: Sequence[dict[str, Any]], k: int, equivalent: Callable[[s
     for (ds, _), samples in sorted(by_problem.items()):
         ordered = [samples[j] for j in sorted(samples)]
         correct = [s["verdict"] == Verdict.CORRECT.value for s in ordered]
-        per_ds[ds].append({"answers": [s.get("answer") for s in ordered], "correct": correct,
-                           "tokens": [int(s.get("tokens", 0)) for s in ordered]})
+        answers = [s.get("answer") for s in ordered]
+        problem = {"answers": answers, "correct": correct, "tokens": [int(s.get("tokens", 0)) for s in ordered]}
+        keys = vote_keys(ordered[0].get("task"), answers, [s["verdict"] for s in ordered])
+        if keys is not None:  # a task whose answers vote by its verifier, not by value (countdown)
+            problem["vote_keys"] = keys
+        per_ds[ds].append(problem)
         for s, ok in zip(ordered, correct):
             rows[ds].append({**behaviour_counts(s.get("text", "")), "tokens": int(s.get("tokens", 0)),
                              "correct": ok})

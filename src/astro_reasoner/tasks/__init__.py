@@ -11,6 +11,7 @@ existed: no task fields, the plain answer string as the gold, the math prompt.
 - :func:`gold_of` -- what ``Checker.check_batch`` compares with: the answer string for math, a task gold
   (e.g. :class:`.countdown.CountdownGold`, which the checker hands to the task's verifier) otherwise;
 - :func:`prompt_parts` -- the problem statement and prompt configuration for ``prompts.problem_messages``;
+- :func:`vote_keys` -- how maj@k groups a problem's answers (None for math: by the checker's equivalence);
 - :func:`synthesize` -- the task's generator (``astro data synth --task``).
 """
 
@@ -89,6 +90,19 @@ def prompt_parts(problem: Problem, cfg):
         cfg, system=cd.SYSTEM_PROMPT if cfg.system == prompts.SYSTEM_PROMPT else cfg.system,
         instruction=cd.INSTRUCTION if cfg.instruction == prompts.STEP_INSTRUCTION else cfg.instruction,
         examples=examples, few_shot=min(cfg.few_shot, len(examples)))
+
+
+def vote_keys(task: str | None, answers: list[str | None], verdicts: list[str]) -> list[Any] | None:
+    """maj@k vote keys of one problem's samples (``evaluate.metrics.majority_vote``), or None for math, whose
+    answers vote by the checker's value equivalence. Countdown votes by the verifier's notion instead
+    (``countdown.vote_key``): a value-equivalent answer can be wrong there."""
+    if (task or DEFAULT_TASK) == DEFAULT_TASK:
+        return None
+    if task == "countdown":
+        from .countdown import vote_key
+
+        return [vote_key(a, v) for a, v in zip(answers, verdicts)]
+    raise DataError(f"unknown task {task!r}; use one of {', '.join(TASK_NAMES)}")
 
 
 def synthesize(task: str = DEFAULT_TASK, **options: Any) -> list[Problem]:

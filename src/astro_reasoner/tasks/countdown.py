@@ -247,6 +247,27 @@ def _usage_problem(used: list[int], given: tuple[int, ...]) -> str | None:
     return "; ".join(parts) or None
 
 
+SOLVED = "<solved>"  # the vote key shared by every correct answer
+
+
+def vote_key(answer: str | None, verdict: str) -> str | None:
+    """The maj@k vote key of one sample (its extracted answer and verdict value): every correct expression is
+    one class (they all solve the puzzle, however written), a wrong one votes for its normalized expression
+    (operator spellings and spaces removed: "(8 - 2) \\times 3" and "(8-2)*3" are one vote), text that is no
+    expression for its whitespace-collapsed self; no answer does not vote. Value equivalence would be wrong
+    here: a bare "22" has the target's value but is no solution."""
+    if answer is None:
+        return None
+    if verdict == Verdict.CORRECT.value:
+        return SOLVED
+    try:
+        if len(answer) <= MAX_EXPR_CHARS:
+            return "".join(tokenize(answer))
+    except ParseError:
+        pass
+    return " ".join(answer.split())
+
+
 def verify(text: str | None, numbers: tuple[int, ...], target: int) -> tuple[Verdict, str | None, str]:
     """(verdict, extracted answer, reason) for one completion. The answer is the last ``\\boxed{}`` (or "the
     answer is ..." line), extracted exactly as for math."""
