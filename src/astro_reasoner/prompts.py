@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from .types import Problem
+
 STEP_DELIMITER = "\n\n"
 
 # Our wording; the paper does not publish its search prompt. It states the two things the search relies on.
@@ -50,8 +52,16 @@ class PromptConfig:
     examples: tuple[tuple[str, str], ...] = field(default=FEW_SHOT)
 
 
-def problem_messages(problem: str, cfg: PromptConfig = PromptConfig()) -> list[dict[str, str]]:
-    """Chat messages that ask for a step-by-step solution of ``problem`` (no assistant turn yet)."""
+def problem_messages(problem: str | Problem, cfg: PromptConfig = PromptConfig()) -> list[dict[str, str]]:
+    """Chat messages that ask for a step-by-step solution of ``problem`` (no assistant turn yet).
+
+    ``problem`` is the problem text (math), or a Problem record: then its task decides the statement and the
+    prompt (``astro_reasoner.tasks.prompt_parts``; a math record gets exactly what its text would get).
+    """
+    if isinstance(problem, Problem):
+        from .tasks import prompt_parts
+
+        problem, cfg = prompt_parts(problem, cfg)
     msgs: list[dict[str, str]] = []
     if cfg.system:
         msgs.append({"role": "system", "content": cfg.system})
@@ -74,9 +84,9 @@ class PromptBuilder:
         self.policy = policy
         self.cfg = cfg
 
-    def messages(self, problem: str) -> list[dict[str, str]]:
+    def messages(self, problem: str | Problem) -> list[dict[str, str]]:
         return problem_messages(problem, self.cfg)
 
-    def continuation(self, problem: str, steps: Sequence[str] = ()) -> str:
+    def continuation(self, problem: str | Problem, steps: Sequence[str] = ()) -> str:
         """Prompt whose continuation is the next step (or the rest of the solution) after ``steps``."""
         return self.policy.apply_chat_template(self.messages(problem), steps_prefix(steps))

@@ -28,6 +28,11 @@ class Problem:
     source: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def task(self) -> str:
+        """The task this problem belongs to (``meta["task"]``; none means math, see ``astro_reasoner.tasks``)."""
+        return str(self.meta.get("task") or "math")
+
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -124,6 +129,7 @@ class SearchTree:
     nodes: list[Node]
     config_hash: str = ""
     stats: dict[str, Any] = field(default_factory=dict)
+    task: dict[str, Any] = field(default_factory=dict)  # the problem's task fields; empty for math (tasks/)
 
     def path(self, node_id: int) -> list[int]:
         """Node ids from the root's first child down to ``node_id`` (the root itself is excluded)."""
@@ -138,6 +144,7 @@ class SearchTree:
 
     def to_json(self) -> dict[str, Any]:
         return {"problem_id": self.problem_id, "problem": self.problem, "answer": self.answer,
+                **({"task": self.task} if self.task else {}),  # math trees stay as they were
                 "config_hash": self.config_hash, "stats": self.stats,
                 "nodes": [n.to_json() for n in self.nodes]}
 
@@ -145,7 +152,7 @@ class SearchTree:
     def from_json(cls, d: dict[str, Any]) -> "SearchTree":
         return cls(problem_id=str(d["problem_id"]), problem=d["problem"], answer=str(d["answer"]),
                    nodes=[Node.from_json(n) for n in d["nodes"]], config_hash=d.get("config_hash", ""),
-                   stats=dict(d.get("stats") or {}))
+                   stats=dict(d.get("stats") or {}), task=dict(d.get("task") or {}))
 
 
 @dataclass(frozen=True)

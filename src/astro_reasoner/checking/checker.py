@@ -76,6 +76,11 @@ def completion_text(completion: Any) -> str | None:
     raise TypeError(f"a completion must be a str or a list of chat messages, got {type(completion).__name__}")
 
 
+def _is_task_gold(gold: Any) -> bool:
+    """Whether ``gold`` belongs to a task with its own verifier (see ``astro_reasoner.tasks``)."""
+    return getattr(gold, "task", "math") != "math" and callable(getattr(gold, "verify", None))
+
+
 def _gold_text(gold: Any) -> str:
     if not isinstance(gold, (str, int, float)) or isinstance(gold, bool):
         raise TypeError(f"a gold answer must be a str or a number, got {type(gold).__name__}")
@@ -165,7 +170,14 @@ class Checker:
         return self.check_batch([(gold, completion)])[0]
 
     def check_batch(self, pairs: Iterable[tuple[Any, Any]]) -> list[CheckResult]:
-        """Verdicts for many (gold, completion) pairs; the math-verify checks run in parallel."""
+        """Verdicts for many (gold, completion) pairs; the math-verify checks run in parallel.
+
+        A gold from another task (``astro_reasoner.tasks.gold_of``, e.g. a Countdown gold) is judged by its
+        task's verifier, in this process: it parses a bounded expression and never calls math-verify.
+        """
+        pairs = list(pairs)
+        if any(_is_task_gold(g) for g, _ in pairs):
+            return self._check_mixed(pairs)
         golds, answers, long_texts = [], [], {}
         for i, (gold, completion) in enumerate(pairs):
             text = completion_text(completion)
@@ -187,6 +199,19 @@ class Checker:
         decided = self._decide([(g, a) for g, a in zip(golds, answers)], spent)
         return [CheckResult(Verdict.WRONG, None, failed[i]) if i in failed else CheckResult(v, a, r)
                 for i, ((v, r), a) in enumerate(zip(decided, answers))]
+
+    def _check_mixed(self, pairs: list[tuple[Any, Any]]) -> list[CheckResult]:
+        """Task golds to their verifiers, the rest to the math path (one batch), results in input order."""
+        out: list[CheckResult | None] = [None] * len(pairs)
+        math = [i for i, (g, _) in enumerate(pairs) if not _is_task_gold(g)]
+        for i, result in zip(math, self.check_batch([pairs[i] for i in math]) if math else []):
+            out[i] = result
+        for i, (gold, completion) in enumerate(pairs):
+            if out[i] is None:
+                verdict, answer, reason = gold.verify(completion_text(completion))
+                self.stats[f"{gold.task}: {verdict.value}"] += 1
+                out[i] = CheckResult(verdict, answer, reason)
+        return out  # type: ignore[return-value]
 
     def equivalent(self, a: str | None, b: str | None) -> bool:
         """Whether two extracted answers are the same (for majority voting); ``a`` plays the gold."""

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..io import append_jsonl, done_ids, read_jsonl, stable_seed, write_json, write_jsonl, write_text_atomic
 from ..prompts import PromptBuilder, PromptConfig
+from ..tasks import gold_of, problem_from_tree
 from ..types import GenParams
 from . import export
 from .config import BestOfNConfig
@@ -65,7 +66,7 @@ def run_best_of_n(trees_path: str | Path, out_dir: str | Path, cfg: BestOfNConfi
         if not budget:
             no_budget += 1
             continue
-        active.append((tree, _new_state(tree, int(budget)), builder.continuation(tree.problem)))
+        active.append((tree, _new_state(tree, int(budget)), builder.continuation(problem_from_tree(tree))))
     bar = task = None
     if progress and active:
         from rich.progress import Progress
@@ -79,7 +80,7 @@ def run_best_of_n(trees_path: str | Path, out_dir: str | Path, cfg: BestOfNConfi
             params = GenParams(n=cfg.batch, max_tokens=cfg.max_tokens, temperature=cfg.temperature,
                                top_p=cfg.top_p, seed=stable_seed(cfg.seed, "best-of-n", wave))
             outs = policy.generate([p for _, _, p in active], params)
-            results = checker.check_batch([(t.answer, c.text) for (t, _, _), comps in zip(active, outs)
+            results = checker.check_batch([(gold_of(t), c.text) for (t, _, _), comps in zip(active, outs)
                                            for c in comps])
             still, finished, pos = [], [], 0
             for (tree, st, prompt), comps in zip(active, outs):
@@ -99,10 +100,10 @@ def run_best_of_n(trees_path: str | Path, out_dir: str | Path, cfg: BestOfNConfi
 def _export(out: Path, trees, recs, info, no_budget: int, cfg: BestOfNConfig) -> dict[str, Any]:
     by_id = {t.problem_id: t for t in trees}
     recs = [r for r in recs if r["problem_id"] in by_id]
-    sft = [export.sft_row(by_id[r["problem_id"]].problem, r["text"],
+    sft = [export.sft_row(problem_from_tree(by_id[r["problem_id"]]), r["text"],
                           {"problem_id": r["problem_id"], "mode": "best-of-n", "n_backtracks": 0, "trace_index": 0})
            for r in recs if r["found"]]
-    rl = [export.rl_row(t.problem_id, t.problem, t.answer, False) for t in trees]
+    rl = [export.rl_row(t.problem_id, problem_from_tree(t), t.answer, False) for t in trees]
     n = len(recs)
     stats = {"trees": len(trees), "malformed": info["malformed"], "no_budget": no_budget, "problems": n,
              "solved": len(sft), "solve_rate": round(len(sft) / n, 4) if n else None,

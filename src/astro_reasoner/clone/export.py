@@ -24,24 +24,28 @@ import yaml
 
 from ..io import DataError, jsonl_lines, write_files_atomic
 from ..prompts import PromptConfig, problem_messages
+from ..types import Problem
 
 TRAIN_PROMPT = PromptConfig(few_shot=0)
 
 
-def training_messages(problem: str) -> list[dict[str, str]]:
-    return problem_messages(problem, TRAIN_PROMPT)
+def training_messages(problem: str | Problem) -> list[dict[str, str]]:
+    return problem_messages(problem, TRAIN_PROMPT)  # a Problem gets its task's prompt
 
 
-def sft_row(problem: str, cot: str, rec: dict[str, Any]) -> dict[str, Any]:
+def sft_row(problem: str | Problem, cot: str, rec: dict[str, Any]) -> dict[str, Any]:
     return {"problem_id": rec["problem_id"], "prompt": training_messages(problem),
             "completion": [{"role": "assistant", "content": cot}], "mode": rec["mode"],
             "n_backtracks": int(rec["n_backtracks"]), "trace_index": int(rec["trace_index"]),
             "rewritten": bool(rec.get("rewritten", False)), "selfeval_votes": list(rec.get("votes") or [])}
 
 
-def rl_row(problem_id: str, problem: str, answer: str, solved: bool) -> dict[str, Any]:
+def rl_row(problem_id: str, problem: str | Problem, answer: str, solved: bool) -> dict[str, Any]:
+    from ..tasks import task_fields
+
+    fields = task_fields(problem) if isinstance(problem, Problem) else {}
     return {"problem_id": problem_id, "prompt": training_messages(problem), "answer": answer,
-            "solved_in_search": bool(solved)}
+            "solved_in_search": bool(solved), **({"task": fields} if fields else {})}  # the reward reads it
 
 
 def _dist(values: Sequence[int]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from typing import Any, Callable
 from ..behaviour import load_patterns, load_phrases
 from ..config import ConfigError
 from ..io import DataError, DirLock, append_jsonl, done_ids, lock_dir, read_json, read_jsonl, write_json, write_jsonl
+from ..tasks import gold_of, problem_from_tree
 from ..types import SearchTree
 from . import export
 from .config import CloneConfig
@@ -216,7 +217,7 @@ def _process_batch(batch, tree_of, cfg, checker, policy, phrases, patterns, coun
                      "mode": cfg.mode, "n_backtracks": tr.meta.get("n_backtracks", 0), "template": cot,
                      "roundtrip": sig.matches(cot, patterns), "cot": cot, "rewritten": False,
                      "rewrite_reason": None, "votes": tr.meta.get("votes", []), "kept": True, "drop": None})
-    items = [{"problem": tree_of[r["problem_id"]].problem, "answer": tree_of[r["problem_id"]].answer,
+    items = [{"problem": tree_of[r["problem_id"]].problem, "answer": gold_of(tree_of[r["problem_id"]]),
               "cot": r["cot"], "n_backtracks": r["n_backtracks"], "key": r["key"]} for r in recs]
     if cfg.rewrite:
         for r, it, res in zip(recs, items, rewrite_batch(policy, checker, items, temperature=cfg.rewrite_temperature,
@@ -224,7 +225,7 @@ def _process_batch(batch, tree_of, cfg, checker, policy, phrases, patterns, coun
                                                          patterns=patterns)):
             r["cot"] = it["cot"] = res.text
             r["rewritten"], r["rewrite_reason"] = res.accepted, res.reason
-    checks = checker.check_batch([(tree_of[r["problem_id"]].answer, r["cot"]) for r in recs])
+    checks = checker.check_batch([(gold_of(tree_of[r["problem_id"]]), r["cot"]) for r in recs])
     for r, chk in zip(recs, checks):
         r["final_answer"], r["verdict"] = chk.answer, chk.verdict.value
         r["length"] = count(r["cot"])
@@ -253,9 +254,9 @@ def _export(out: Path, cfg: CloneConfig, trees, traces, tree_of, info, lin: Line
     cots = out / "cots.jsonl"
     recs = {r["key"]: r for r in (read_jsonl(cots) if cots.exists() else []) if r["key"] in keys}
     kept = [recs[_key(t)] for t in traces if _key(t) in recs and recs[_key(t)]["kept"]]
-    sft = [export.sft_row(tree_of[r["problem_id"]].problem, r["cot"], r) for r in kept]
+    sft = [export.sft_row(problem_from_tree(tree_of[r["problem_id"]]), r["cot"], r) for r in kept]
     solved = {t.problem_id for t in traces}
-    rl = [export.rl_row(t.problem_id, t.problem, t.answer, t.problem_id in solved) for t in trees]
+    rl = [export.rl_row(t.problem_id, problem_from_tree(t), t.answer, t.problem_id in solved) for t in trees]
     all_recs = list(recs.values())
     rewritten = [r for r in all_recs if r["rewrite_reason"] is not None]
     judged = [v for tv in votes.values() for v in tv.values()]

@@ -156,7 +156,15 @@ def row_to_problem(row: Row, index: int, source: str, make_id: Callable[[int], s
     meta = dict(d["meta"]) if isinstance(d.get("meta"), dict) else {}
     meta.update({k: v for k, v in d.items() if k not in used and k != "meta"})
     meta.update(extra)
-    return Problem(id=pid, problem=text, answer=answer, source=src, meta=_jsonable(meta))
+    problem = Problem(id=pid, problem=text, answer=answer, source=src, meta=_jsonable(meta))
+    if "task" in meta:  # a task's own fields (e.g. countdown's numbers and target) must be usable now, not mid-run
+        from ..tasks import task_fields
+
+        try:
+            task_fields(problem)
+        except DataError as exc:
+            raise DataError(f"{row.where}: {exc}") from None
+    return problem
 
 
 def to_problems(rows: Iterable[Row], *, source: str, make_id: Callable[[int], str], origin: str,

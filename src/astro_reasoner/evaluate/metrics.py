@@ -10,6 +10,9 @@
   "1/2" and "0.5" are one vote), not by string equality. With n samples we average over the n // k disjoint
   blocks of k consecutive samples (our choice: it uses every sample once and lowers the variance; with
   n == k it is plain maj@k). Unparseable answers do not vote; ties go to the answer seen first.
+- A task whose answers are not values (Countdown: an expression that must use the given numbers) gives
+  each sample a *vote key* instead (``astro_reasoner.tasks.vote_keys``): answers vote together when their
+  keys are equal, and a None key does not vote. Without keys (math) the equivalence above is used.
 """
 
 from __future__ import annotations
@@ -46,12 +49,16 @@ def bootstrap_ci(values: Sequence[float], samples: int, seed: int, level: float 
     return float(lo), float(hi)
 
 
-def majority_vote(answers: Sequence[str | None], equivalent: Equivalent) -> int | None:
+def majority_vote(answers: Sequence[str | None], equivalent: Equivalent,
+                  keys: Sequence[Any] | None = None) -> int | None:
     """Index of the first member of the largest group of equivalent answers (None if none parses).
 
     A new answer joins the first existing group whose first member it is equivalent to; identical strings
-    never reach ``equivalent`` (it may cost a call into the checker's process pool).
+    never reach ``equivalent`` (it may cost a call into the checker's process pool). With ``keys`` (one
+    per answer) answers group by equal keys instead, and an answer whose key is None does not vote.
     """
+    if keys is not None:
+        return _keyed_vote(keys, len(answers))
     groups: list[list[int]] = []  # each: indices of the answers in one group, first member first
     for i, ans in enumerate(answers):
         if ans is None:
@@ -69,9 +76,24 @@ def majority_vote(answers: Sequence[str | None], equivalent: Equivalent) -> int 
     return best[0]
 
 
-def maj_at_k(answers: Sequence[str | None], correct: Sequence[bool], k: int, equivalent: Equivalent) -> float:
+def _keyed_vote(keys: Sequence[Any], n: int) -> int | None:
+    """:func:`majority_vote` over vote keys: the same rule (most votes, then the earliest first member)."""
+    if len(keys) != n:
+        raise ValueError("majority_vote: answers and keys differ in length")
+    groups: dict[Any, list[int]] = {}
+    for i, key in enumerate(keys):
+        if key is not None:
+            groups.setdefault(key, []).append(i)
+    if not groups:
+        return None
+    return max(groups.values(), key=lambda g: (len(g), -g[0]))[0]
+
+
+def maj_at_k(answers: Sequence[str | None], correct: Sequence[bool], k: int, equivalent: Equivalent,
+             keys: Sequence[Any] | None = None) -> float:
     """maj@k of one problem: the mean over the ``len(answers) // k`` blocks of k samples of whether the
-    majority answer of the block is correct (the verdict of that answer's first sample)."""
+    majority answer of the block is correct (the verdict of that answer's first sample). ``keys``: vote
+    keys, one per answer, used instead of ``equivalent`` (see :func:`majority_vote`)."""
     if len(answers) != len(correct):
         raise ValueError("maj_at_k: answers and correct differ in length")
     blocks = len(answers) // k
@@ -80,7 +102,7 @@ def maj_at_k(answers: Sequence[str | None], correct: Sequence[bool], k: int, equ
     hits = 0
     for b in range(blocks):
         block = answers[b * k:(b + 1) * k]
-        win = majority_vote(block, equivalent)
+        win = majority_vote(block, equivalent, None if keys is None else keys[b * k:(b + 1) * k])
         hits += bool(win is not None and correct[b * k + win])
     return hits / blocks
 
@@ -88,7 +110,8 @@ def maj_at_k(answers: Sequence[str | None], correct: Sequence[bool], k: int, equ
 def score_problems(problems: Sequence[dict[str, Any]], k: int, equivalent: Equivalent, *,
                    bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Metrics over problems; each item has ``answers`` (list[str|None]) and ``correct`` (list[bool]),
-    its samples in sample-index order, and optionally ``tokens`` (list[int]).
+    its samples in sample-index order, and optionally ``tokens`` (list[int]) and ``vote_keys`` (maj@k
+    groups by these instead of ``equivalent``; see :func:`majority_vote`).
 
     Problems with fewer than k samples (an unfinished run) count in pass@1 but not in maj@k/pass@k;
     ``short`` says how many there were.
@@ -102,7 +125,8 @@ def score_problems(problems: Sequence[dict[str, Any]], k: int, equivalent: Equiv
         "samples": sum(len(p["correct"]) for p in problems),
         "pass@1": float(np.mean(p1)) if p1 else None,
         "pass@1_ci95": list(ci) if ci else None,
-        f"maj@{k}": (float(np.mean([maj_at_k(p["answers"], p["correct"], k, equivalent) for p in full]))
+        f"maj@{k}": (float(np.mean([maj_at_k(p["answers"], p["correct"], k, equivalent, p.get("vote_keys"))
+                                  for p in full]))
                      if full else None),
         f"pass@{k}": (float(np.mean([pass_at_k(len(p["correct"]), sum(p["correct"]), k) for p in full]))
                       if full else None),

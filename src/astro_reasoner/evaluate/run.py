@@ -23,6 +23,7 @@ from ..config import ConfigError, config_to_dict
 from ..io import DataError, DirLock, append_jsonl, drop_torn_tail, lock_dir, read_json, read_jsonl, stable_seed, \
     write_json, write_text_atomic
 from ..prompts import PromptBuilder
+from ..tasks import gold_of, task_fields, vote_keys
 from ..types import GenParams, Problem, Verdict
 from .behaviour_stats import aggregate_behaviour, behaviour_counts
 from .config import EvalConfig
@@ -143,16 +144,16 @@ def generate_missing(policy, cfg: EvalConfig, problems: dict[str, list[Problem]]
             params = GenParams(n=len(miss), max_tokens=cfg.max_tokens, stop=tuple(cfg.stop),
                                temperature=cfg.temperature, top_p=cfg.top_p,
                                seed=stable_seed(cfg.seed, label, first.id, miss[0]))
-            outs = policy.generate([builder.continuation(p.problem) for _, p, _ in batch], params)
+            outs = policy.generate([builder.continuation(p) for _, p, _ in batch], params)  # the task's prompt
             flat = [(p, j, c) for (_, p, m), comps in zip(batch, outs) for j, c in zip(m, comps)]
-            checks = checker.check_batch([(p.answer, c.text) for p, _, c in flat])
+            checks = checker.check_batch([(gold_of(p), c.text) for p, _, c in flat])
             records = []
             for (p, j, c), res in zip(flat, checks):
                 verdict = res.verdict.value if isinstance(res.verdict, Verdict) else str(res.verdict)
                 records.append({"dataset": label, "problem_id": p.id, "sample": j, "seed": params.seed,
                                 "problem": p.problem, "gold": p.answer, "text": c.text, "tokens": c.tokens,
                                 "finish_reason": c.finish_reason, "answer": res.answer, "verdict": verdict,
-                                **behaviour_counts(c.text)})
+                                **behaviour_counts(c.text), **task_fields(p)})  # no task fields for math
                 stats["generated_tokens"] += c.tokens
                 stats["prompt_tokens"] += c.prompt_tokens
             append_jsonl(samples_path, records)
@@ -177,8 +178,12 @@ def summarize(records: Sequence[dict[str, Any]], k: int, equivalent: Callable[[s
     for (ds, _), samples in sorted(by_problem.items()):
         ordered = [samples[j] for j in sorted(samples)]
         correct = [s["verdict"] == Verdict.CORRECT.value for s in ordered]
-        per_ds[ds].append({"answers": [s.get("answer") for s in ordered], "correct": correct,
-                           "tokens": [int(s.get("tokens", 0)) for s in ordered]})
+        answers = [s.get("answer") for s in ordered]
+        problem = {"answers": answers, "correct": correct, "tokens": [int(s.get("tokens", 0)) for s in ordered]}
+        keys = vote_keys(ordered[0].get("task"), answers, [s["verdict"] for s in ordered])
+        if keys is not None:  # a task whose answers vote by its verifier, not by value (countdown)
+            problem["vote_keys"] = keys
+        per_ds[ds].append(problem)
         for s, ok in zip(ordered, correct):
             rows[ds].append({**behaviour_counts(s.get("text", "")), "tokens": int(s.get("tokens", 0)),
                              "correct": ok})

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..io import stable_seed
 from ..prompts import STEP_DELIMITER, PromptBuilder, PromptConfig
+from ..tasks import gold_of, task_fields
 from ..types import Completion, GenParams, Problem, SearchTree, Verdict
 from . import mcts
 from .config import SearchConfig
@@ -129,7 +130,7 @@ class Driver:
         return out
 
     def _prompt(self, st: _Active, node: int) -> str:
-        return self.builder.continuation(st.problem.problem, mcts.path_steps(st.tree, node))
+        return self.builder.continuation(st.problem, mcts.path_steps(st.tree, node))  # the task's prompt
 
     def _params(self, n: int, max_tokens: int, stop: tuple[str, ...]) -> GenParams:
         return GenParams(n=n, max_tokens=max_tokens, stop=stop, temperature=self.cfg.temperature,
@@ -186,7 +187,7 @@ class Driver:
         results = []
         if checks:
             t0 = time.perf_counter()
-            results = self.checker.check_batch([(c.st.problem.answer, c.text) for c in checks])
+            results = self.checker.check_batch([(gold_of(c.st.problem), c.text) for c in checks])
             self.counters.check_seconds += time.perf_counter() - t0
             self.counters.checks += len(checks)
         for chk, res in zip(checks, results):
@@ -247,6 +248,7 @@ class Driver:
             while queue and len(active) < self.cfg.max_active_trees:
                 p = queue.popleft()
                 active.append(_Active(p, mcts.new_tree(p.id, p.problem, p.answer, chash), time.time()))
+                active[-1].tree.task = task_fields(p)  # clone reads the task from the tree
             exhausted = {id(st) for st in self.wave(active)}
             still = []
             for st in active:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import append_jsonl, done_ids, read_jsonl, stable_seed, write_jsonl
+from ..tasks import gold_of
 from ..types import GenParams, Verdict
 from .config import FilterConfig, parse_band
 from .grpo import load_rl_rows
@@ -46,7 +47,7 @@ def score_batch(policy, checker, rows: list[dict[str, Any]], cfg: FilterConfig) 
     params = GenParams(n=cfg.n, max_tokens=cfg.max_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
                        seed=stable_seed(cfg.seed, "rl-filter", *[r["problem_id"] for r in rows]))
     samples = policy.generate(prompts, params)
-    pairs = [(r["answer"], c.text) for r, comps in zip(rows, samples) for c in comps]
+    pairs = [(gold_of(r), c.text) for r, comps in zip(rows, samples) for c in comps]  # the row's task
     results = iter(checker.check_batch(pairs))
     records = []
     for row, comps in zip(rows, samples):

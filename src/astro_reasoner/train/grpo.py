@@ -53,6 +53,10 @@ def load_rl_rows(path: str | Path) -> list[dict[str, Any]]:
         if answer is None or str(answer).strip() == "":
             raise DataError(f"{where}: field 'answer' (the gold answer the reward checks against) is missing")
         rows.append({"problem_id": str(rec.get("problem_id", lineno)), "prompt": prompt, "answer": str(answer)})
+        if rec.get("task"):  # another task's fields (astro_reasoner.tasks): the reward needs them
+            rows[-1]["task"] = rec["task"]
+    if any("task" in r for r in rows):  # one column for every row (math rows: None)
+        rows = [{**r, "task": r.get("task")} for r in rows]
     if not rows:
         raise DataError(f"{path}: no prompts; run `astro clone` first (it writes rl.jsonl)")
     return rows
@@ -86,7 +90,7 @@ class LoggedCorrectnessReward:
     def __call__(self, prompts, completions, answer, problem_id=None, trainer_state=None, log_metric=None,
                  **kwargs) -> list[float]:
         rewards = correctness_reward(prompts, completions, answer, checker=self.checker, values=self.values,
-                                     log_metric=log_metric)
+                                     log_metric=log_metric, task=kwargs.get("task"))
         texts = [completion_text(c) or "" for c in completions]
         counts = [self.analyze(t).counts() for t in texts] if self.analyze else None
         if counts and log_metric is not None:

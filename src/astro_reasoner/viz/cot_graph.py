@@ -9,7 +9,9 @@ a backtrack returns to an ancestor, and the next step continues from there), tha
 - backtrack edges (dashed red): from the step where the output gave up (usually a wrong answer) back to the
   step it returned to, labelled with the backtrack's number and annotated with the reflection before it;
 - colours: the final step by the output's verdict (green correct, red wrong, orange unparseable); steps
-  abandoned by a backtrack in red (or by the checker's verdict on their answer, when a ``judge`` is given).
+  abandoned by a backtrack in red (or by the checker's verdict on their answer, when a ``judge`` is given;
+  for a task other than math, e.g. Countdown, the checker hands the step to the task's verifier, so a bare
+  "\\boxed{22}" is wrong there even though it equals the target).
 
 Layout and SVG are written by hand (a layered tree layout: depth = row, leaves in writing order, parents
 centred over their children): graphviz would need a system binary, and a tree needs nothing more.
@@ -254,8 +256,13 @@ def pick_record(path: str | Path, problem_id: str, sample: int | None = None) ->
 def write_cot(samples: str | Path, problem_id: str, out: str | Path, *, sample: int | None = None,
               checker=None) -> Path:
     """Draw one output of ``samples`` to ``out`` (.svg, or .html with the full text below the graph)."""
+    from ..tasks import gold_of, task_fields
+
     rec = pick_record(samples, problem_id, sample)
     gold = rec.get("gold", rec.get("answer_gold"))
+    fields = task_fields(rec)  # {} for math; a countdown sample carries its numbers and target
+    if fields and gold is not None:
+        gold = gold_of({**fields, "answer": gold})  # the checker hands it to the task's verifier
     judge = None
     if checker is not None and gold is not None:
         def judge(step: str) -> str | None:
@@ -267,8 +274,10 @@ def write_cot(samples: str | Path, problem_id: str, out: str | Path, *, sample: 
     if out.suffix.lower() == ".svg":
         write_text_atomic(out, render_svg(g, problem))
     elif out.suffix.lower() in (".html", ".htm"):
+        goal = (f"numbers {', '.join(map(str, fields['numbers']))} · target {fields['target']}" if fields
+                else f"gold {gold!r}")
         meta = (f"sample {rec.get('sample', 0)} · verdict {rec.get('verdict', '?')} · answer {rec.get('answer')!r}"
-                f" · gold {gold!r} · {len(g.nodes) - 1} steps · {len(g.backtracks)} backtracks")
+                f" · {goal} · {len(g.nodes) - 1} steps · {len(g.backtracks)} backtracks")
         write_text_atomic(out, render_html(g, title=f"CoT graph · {problem_id}", problem=problem, meta=meta))
     else:
         raise DataError(f"{out}: unknown output type; use a .svg or .html file name")

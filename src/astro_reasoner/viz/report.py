@@ -172,7 +172,8 @@ def build_report(run_dir: str | Path, out: str | Path) -> Path:
         if runs:
             parts.append("<h2>Evaluation</h2><p class='meta'>pass@1 is averaged over the n samples per problem "
                          "with a 95% bootstrap interval over problems; maj@k groups answers by checker "
-                         "equivalence; behaviour counts are means per output.</p>" + metrics_table(runs))
+                         "equivalence (Countdown: every solving expression is one vote, a wrong one votes for "
+                         "its expression); behaviour counts are means per output.</p>" + metrics_table(runs))
             for i, (label, s) in enumerate(runs):
                 imgs = [_img(accuracy_bars(s, tmpd / f"acc{i}.png"), f"accuracy of {label}"),
                         _img(behaviour_bars(s, tmpd / f"beh{i}.png"), f"behaviour of {label}")]

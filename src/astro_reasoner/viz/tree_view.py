@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import DataError, read_jsonl, write_text_atomic
+from ..tasks import task_fields
 from ..types import SearchTree
 from .page import asset, esc, json_island, page
 
@@ -66,6 +67,16 @@ def _stat_line(tree: SearchTree) -> str:
     return " · ".join(parts)
 
 
+def _goal(tree: SearchTree) -> str:
+    """What the terminals were judged against: the gold answer (math), or the puzzle of another task, whose
+    verifier gave the recorded verdicts (a countdown answer is an expression, not a value equal to the gold)."""
+    fields = task_fields(tree)
+    if not fields:
+        return f"gold answer: <b>{esc(tree.answer)}</b>"
+    return (f"{esc(fields['task'])}: numbers <b>{esc(', '.join(map(str, fields['numbers'])))}</b>, target "
+            f"<b>{esc(fields['target'])}</b> (verdicts by the {esc(fields['task'])} verifier)")
+
+
 def render_tree_html(tree: SearchTree, *, open_depth: int | None = None) -> str:
     """The viewer page for ``tree``. ``open_depth``: levels open at first (default 3, 2 past 300 nodes)."""
     if not tree.nodes:
@@ -74,7 +85,7 @@ def render_tree_html(tree: SearchTree, *, open_depth: int | None = None) -> str:
     body = f"""<header>
 <h1>Search tree · problem {esc(tree.problem_id)}</h1>
 <div class="problem">{esc(tree.problem)}</div>
-<div class="meta">gold answer: <b>{esc(tree.answer)}</b> · {esc(_stat_line(tree))}</div>
+<div class="meta">{_goal(tree)} · {esc(_stat_line(tree))}</div>
 </header>
 <div class="toolbar">
 <button id="btn-collapse" type="button">Collapse all</button>
