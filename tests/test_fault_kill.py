@@ -61,7 +61,7 @@ def child(argv: list[str]) -> int:
             from astro_reasoner.clone import CloneConfig, run_clone
 
             with Checker(workers=1, warmup=False) as checker:
-                run_clone(argv[2], out, CloneConfig(max_backtracks=2, traces_per_tree=2, batch_size=1), checker)
+                run_clone(argv[2], out, CloneConfig(max_backtracks=2, search_traces=2, batch_size=1), checker)
         else:
             raise SystemExit(f"unknown stage {stage}")
     except Exception as exc:  # noqa: BLE001 - the CLI's own handling (astro_reasoner.cli.main)
