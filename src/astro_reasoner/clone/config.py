@@ -70,11 +70,14 @@ class CloneConfig:
     phrases: bool = True  # false: bare markers instead of natural-language reflection/backtrack (ablation)
     phrases_file: str | None = None  # your own phrase bank (same schema as the packaged phrases.yaml)
     # Reflect-and-continue (ASTRO §2.3): after an intermediate step whose node has Q >= q_threshold (and at
-    # least q_min_visits visits, so one lucky rollout does not count), the neutral check is followed by "Our
-    # solution seems to be correct so far." and the solution goes on. Our choice: 0.5, i.e. on the [-1, 1]
-    # reward scale at least 3 of 4 evaluations below the node were correct; the paper says "high Q".
-    q_threshold: float = 0.5
-    q_min_visits: int = 2
+    # least q_min_visits visits), the neutral check is followed by "Our solution seems to be correct so far."
+    # and the solution goes on. The paper says only "high Q". Our default: Q >= 0 on the [-1, 1] reward scale
+    # (at least as many correct as wrong evaluations below the node) after >= 1 visit. Chosen on training trees
+    # (20 SmolLM2 trees, BENCHMARKS.md "Search depth"): a weak policy's intermediate Q is mostly negative, and
+    # 0.5 / 2 visits marked no node on any of their 40 CoTs, 0.0 / 1 marked one on 12 (1.33 per such CoT).
+    # Strong policies (the Llama configs) set 0.5.
+    q_threshold: float = 0.0
+    q_min_visits: int = 1
     rewrite: bool = False  # LM rewrite of the template CoT into fluent prose (ASTRO §2.3), verified
     # Self-evaluation (ASTRO §2.3) of the correct TERMINALS (their solution path), before sampling n*; the same
     # filter for astro and direct data. votes: N = 8 as in the paper; min_votes None = a majority (ours).
