@@ -45,7 +45,7 @@ from pathlib import Path
 from ..io import stable_seed
 from ..types import Completion, GenParams
 from .base import BackendError
-from .tokenizing import PromptTokenizer, cut_at_stop, load_tokenizer
+from .tokenizing import PromptTokenizer, finish_row, load_tokenizer
 
 COMPUTE_TYPES = ("int8", "int8_float32", "int16", "float32")
 MIN_STATIC_PROMPT = 8  # shorter shared prefixes are not worth a separate cached state
@@ -165,18 +165,7 @@ class CT2Backend:
 
     def _completion(self, gen: list[int], logprobs: list, stopped_at: int, stops: tuple[str, ...],
                     prompt_tokens: int) -> Completion:
-        # same finish-reason and token-count rules as hf._completion
-        if stopped_at:
-            n, reason = stopped_at, "stop"
-            text, _ = cut_at_stop(self.prompts.decode(gen[:n]), stops)
-        else:
-            eos_at = next((k for k, t in enumerate(gen) if t in self.eos_ids), None)
-            if eos_at is not None:
-                n, reason = eos_at + 1, "eos"
-                text = self.prompts.decode(gen[:eos_at])
-            else:
-                n, reason = len(gen), "length"
-                text = self.prompts.decode(gen)
+        n, reason, text = finish_row(self.prompts, gen, stopped_at, stops, self.eos_ids)
         return Completion(text=text, tokens=n, logprob_sum=float(sum(x or 0.0 for x in logprobs[:n])),
                           finish_reason=reason, prompt_tokens=prompt_tokens)
 

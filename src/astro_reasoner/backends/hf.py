@@ -36,7 +36,7 @@ from ..io import stable_seed
 from ..types import Completion, GenParams
 from .base import BackendError
 from .hf_decode import decode, prefill, stop_window, tails_with_stop
-from .tokenizing import PromptTokenizer, cut_at_stop, load_tokenizer
+from .tokenizing import PromptTokenizer, finish_row, load_tokenizer
 
 DECODING_MODES = ("auto", "compact", "shared-prefill", "generate")
 
@@ -213,17 +213,7 @@ class HFBackend:
 
     def _completion(self, gen: list[int], logprobs, stopped_at: int, stops: tuple[str, ...],
                     prompt_tokens: int) -> Completion:
-        if stopped_at:  # a stop string completed at generated token number `stopped_at`
-            n, reason = stopped_at, "stop"
-            text, _ = cut_at_stop(self.prompts.decode(gen[:n]), stops)
-        else:
-            eos_at = next((k for k, t in enumerate(gen) if t in self.eos_ids), None)
-            if eos_at is not None:
-                n, reason = eos_at + 1, "eos"
-                text = self.prompts.decode(gen[:eos_at])
-            else:
-                n, reason = len(gen), "length"
-                text = self.prompts.decode(gen)
+        n, reason, text = finish_row(self.prompts, gen, stopped_at, stops, self.eos_ids)
         return Completion(text=text, tokens=n, logprob_sum=float(logprobs[:n].sum()), finish_reason=reason,
                           prompt_tokens=prompt_tokens)
 

@@ -85,3 +85,17 @@ def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
     """``text`` up to the first occurrence of any stop string, and whether one was found."""
     hits = [i for i in (text.find(s) for s in stops if s) if i >= 0]
     return (text[: min(hits)], True) if hits else (text, False)
+
+
+def finish_row(prompts: "PromptTokenizer", gen: Sequence[int], stopped_at: int, stops: Sequence[str],
+               eos_ids) -> tuple[int, str, str]:
+    """(counted tokens, finish reason, text) of one generated row, the rule every in-process backend shares:
+    a stop string completed at generated token ``stopped_at`` -> "stop" (text cut before it); else the first
+    EOS -> "eos" (counted, not returned); else "length"."""
+    if stopped_at:
+        text, _ = cut_at_stop(prompts.decode(gen[:stopped_at]), stops)
+        return stopped_at, "stop", text
+    eos_at = next((k for k, t in enumerate(gen) if t in eos_ids), None)
+    if eos_at is not None:
+        return eos_at + 1, "eos", prompts.decode(gen[:eos_at])
+    return len(gen), "length", prompts.decode(gen)
