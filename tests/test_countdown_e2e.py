@@ -84,7 +84,7 @@ def test_countdown_search_clone_eval(countdown_tuned_tiny, countdown_problems, t
         with Checker(workers=1, warmup=False) as checker:
             run_search(problems, policy, checker,
                        SearchConfig(iterations=8, k=3, rollouts=1, max_depth=6, max_step_tokens=64,
-                                    max_rollout_tokens=160, few_shot=0, temperature=1.0, early_stop_correct=1,
+                                    max_rollout_tokens=160, few_shot=0, temperature=0.7, early_stop_correct=1,
                                     early_stop_wrong=1), tmp_path / "search")
             trees = list(read_jsonl(tmp_path / "search" / "trees.jsonl"))
             assert policy.prompts and all("Numbers: " in x and "(see numbers)" not in x for x in policy.prompts)
