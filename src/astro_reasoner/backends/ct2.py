@@ -69,7 +69,7 @@ class CT2Backend:
         try:
             import ctranslate2
         except ImportError as exc:
-            raise BackendError("backend 'ct2' needs the ctranslate2 package: pip install ctranslate2 "
+            raise BackendError("backend 'ct2' needs the ctranslate2 package: pip install 'astro-reasoner[ct2]' "
                                "(or use backend hf)") from exc
         from ..models import resolve_model
 
