@@ -1,8 +1,7 @@
 """Shared fixtures: the tiny random model, the real data directory, test-wide environment.
 
 Tests never reach a model or data hub (HF_HUB_OFFLINE=1). Torch runs single-threaded in fast tests: on these
-2-core machines two OpenMP threads were ~25x slower for a tiny model when the other core was busy
-(shared/notes/ecosystem.md, pitfall 2).
+2-core machines two OpenMP threads were ~25x slower for a tiny model when the other core was busy.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@
   (``HF_HUB_OFFLINE=1``) and the model is not in the local HF cache, a :class:`BackendError` says how to fix it.
 
 Why convert: transformers loads a llama GGUF by dequantizing every tensor (~50 s here for SmolLM2), and the
-result carries a ``GgufHfQuantizer`` that refuses ``save_pretrained`` and training (shared/notes/ecosystem.md
-§5). We rebuild a plain model from the config without ``quantization_config``, copy the weights, save it, and
+result carries a ``GgufHfQuantizer`` that refuses ``save_pretrained`` and training.
+We rebuild a plain model from the config without ``quantization_config``, copy the weights, save it, and
 check the tokenizer (round trips + the pre-tokenizer transformers does not know; see ``_PRE_TOKENIZER_FIXES``).
 """
 

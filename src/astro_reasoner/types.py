@@ -1,4 +1,4 @@
-"""The records that flow between stages (DESIGN.md, "Main types").
+"""The records that flow between stages.
 
 Every record is a frozen dataclass that converts to and from plain JSON (``to_json`` / ``from_json``), so
 stage boundaries are JSONL files, never pickles. Every record carries its problem id.

@@ -1,7 +1,7 @@
 """The ``openai`` backend: any OpenAI-compatible server (vLLM, SGLang, llama.cpp) via ``POST /v1/completions``.
 
 The prompt is rendered here with the model's own tokenizer (so a partial assistant turn is continued
-verbatim) and sent as token ids, which avoids a doubled BOS (shared/notes/ecosystem.md §4.2-4.3). Servers
+verbatim) and sent as token ids, which avoids a doubled BOS. Servers
 differ; what we learn about each base URL is remembered for the backend's lifetime:
 - token-id prompts rejected (llama-cpp-python accepts only strings) -> send the string, minus the BOS text
   when the tokenizer adds a BOS itself (the server will add it);

@@ -1,7 +1,7 @@
 """Client-side prompt rendering and tokenization shared by the ``hf`` and ``openai`` backends.
 
 Both backends render the chat template themselves (so a partial assistant turn is continued verbatim, with
-no whitespace trimming; shared/notes/ecosystem.md §4.2) and turn the rendered string into token ids without
+no whitespace trimming) and turn the rendered string into token ids without
 doubling the BOS: a rendered chat template usually starts with the BOS text already, and tokenizing it
 again with special tokens on would prepend a second one.
 """

@@ -8,8 +8,8 @@ replacement for a killed one -- that cache for free, in milliseconds instead of 
 Started as ``python -m`` rather than through ``multiprocessing``: no pickles, no re-import of the caller's
 ``__main__``, and it works inside daemonic processes.
 
-math-verify runs on each worker's main thread, so its SIGALRM timeouts work (whole seconds only; see
-shared/notes/ecosystem.md §3.3). Work stuck in C code ignores them; the parent then kills the worker.
+math-verify runs on each worker's main thread, so its SIGALRM timeouts work (whole seconds only).
+Work stuck in C code ignores them; the parent then kills the worker.
 """
 
 from __future__ import annotations

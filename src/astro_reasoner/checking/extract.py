@@ -2,7 +2,7 @@
 
 ASTRO traces box intermediate answers before they backtrack ("... \\boxed{5}. But wait, ..."), so only the
 **last** ``\\boxed{}`` counts (ASTRO §2.2-2.3). math-verify cannot be trusted with that on its own: two boxes
-close together are merged into a set (shared/notes/ecosystem.md §3.2), so we extract the last box ourselves.
+close together are merged into a set, so we extract the last box ourselves.
 
 Everything here is a linear-time scan with regular expressions that cannot backtrack catastrophically: the
 input is model output (1 MB strings, 100k nested braces). Nothing is ever evaluated.

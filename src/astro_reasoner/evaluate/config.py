@@ -2,9 +2,9 @@
 
 Defaults and where they come from:
 - ``n=16``, ``k=8``: the ASTRO protocol, pass@1 averaged over 16 samples plus maj@8 on MATH-500, AMC 2023
-  and AIME 2024 (ASTRO §4; shared/notes/peers.md §13.4).
+  and AIME 2024 (ASTRO §4).
 - ``temperature=0.6``, ``top_p=0.95``: open-r1's evaluation settings for reasoning models (open-r1 README,
-  ``generation_parameters={temperature:0.6,top_p:0.95}``; shared/notes/ecosystem.md §6.2). The ASTRO paper's
+  ``generation_parameters={temperature:0.6,top_p:0.95}``). The ASTRO paper's
   own sampling values were not available to us (not verified); change them with ``temperature=...``.
 - ``max_tokens=16384``: long CoTs need ≥ 16k new tokens (ecosystem.md §6.3; open-r1 uses 32768). On CPU
   pass something small (``max_tokens=256``) or the run takes hours.

@@ -1,8 +1,8 @@
 """Scores over sampled answers: pass@1 (mean over n samples) with a bootstrap interval, maj@k, pass@k.
 
 - pass@k uses the unbiased estimator of Chen et al. (2021), ``1 - C(n-c, k) / C(n, k)``, computed as the
-  numerically stable product ``1 - prod(1 - k / arange(n-c+1, n+1))`` exactly as lighteval does
-  (shared/notes/ecosystem.md §6.1). pass@1 is then the mean over problems of c/n.
+  numerically stable product ``1 - prod(1 - k / arange(n-c+1, n+1))`` exactly as lighteval does.
+  pass@1 is then the mean over problems of c/n.
 - The 95 % interval of pass@1 is a percentile bootstrap over *problems* (the unit that was sampled from the
   benchmark), reproducible from its seed. Written with numpy: scipy.stats.bootstrap would do it too, but
   needs its own resampling of ragged per-problem samples; this is ten lines.

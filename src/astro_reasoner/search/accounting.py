@@ -1,7 +1,7 @@
 """Compute accounting for search: per-tree statistics rolled up into a run summary, and the ``--dry-run``
 estimate of a whole run from the config and a short measured probe.
 
-No peer system reports tokens or calls per search tree (shared/notes/peers.md §13.2); each tree here carries
+No peer system reports tokens or calls per search tree; each tree here carries
 its own prompt tokens, generated tokens, backend calls, wall seconds and rollouts in ``tree.stats``.
 """
 

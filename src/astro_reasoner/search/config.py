@@ -3,7 +3,7 @@
 Sources, in order of authority:
 - "ASTRO §2.1/§2.2": stated in the paper (Kim et al., arXiv 2507.00417).
 - "paper scale": the values a public re-implementation attributes to the paper (k=8, M=16, 32 iterations,
-  depth 50; shared/notes/peers.md §10/§11). We could not verify them against the paper text, so they are
+  depth 50). We could not verify them against the paper text, so they are
   quoted for users with GPUs, not used as defaults.
 - "our choice": set by us, with the reason. The defaults are sized for the CPU demo (SmolLM2-135M on a
   2-core machine, 2-step word problems: a correct terminal in >= 60 % of trees within a few minutes);

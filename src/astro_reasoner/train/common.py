@@ -1,6 +1,6 @@
 """What SFT and GRPO share: device/precision choice, TRL config building, model resolution, resume, saving.
 
-Device rules (shared/notes/ecosystem.md §1.5, §7): TRL configs default to ``bf16=True``, which fails on a
+Device rules: TRL configs default to ``bf16=True``, which fails on a
 CPU-only machine unless ``use_cpu=True``; we pick ``use_cpu=True`` + fp32 on CPU and bf16 on a GPU that
 supports it, and refuse GPU-only requests on CPU with a message saying what to change. ``gradient_checkpointing``
 is passed under its transformers-5 name ``activation_checkpointing`` (the old name only warns).

@@ -9,7 +9,7 @@ Completions are strings (standard data) or ``[{"role": "assistant", "content": .
 ``checking.completion_text`` reads both. Checking goes through ``astro_reasoner.checking.Checker``, whose
 process pool enforces a hard deadline per check. That is what makes the reward safe wherever TRL runs it: math-verify's own SIGALRM timeouts raise off
 the main thread (async reward functions run on a daemon thread) and cannot interrupt big-integer work such
-as ``9^{9^{9^9}}`` (shared/notes/ecosystem.md §3.3-3.4). The checker extracts the *last* ``\\boxed{}``, so a
+as ``9^{9^{9^9}}``. The checker extracts the *last* ``\\boxed{}``, so a
 backtracking CoT that boxes a wrong intermediate answer before the final one is judged on the final one.
 """
 
