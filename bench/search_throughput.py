@@ -15,7 +15,8 @@ Throughput is generated tokens per wall second (prompt tokens are not counted), 
 process (robust to other jobs sharing the machine). Model loading is excluded.
 Targets on the 2-core CPU machine: b/a >= 0.8 and b/c >= 4.
 
-With ``--compare ct2`` (issue 12): (b) for the baseline ``--backend`` and the compared backend side by side
+CPU-seconds include a server engine's own process (``llamacpp``: the llama-server it starts).
+With ``--compare llamacpp`` (or ct2; issue 12): (b) for the baseline ``--backend`` and the compared backend side by side
 (rounds of problems, each searched by both, order alternating) and each one's own (a) ceiling; prints
 ``search speed-up: N.Nx`` (compared over baseline, tokens per CPU-second) and the compared backend's b/a.
 
@@ -77,13 +78,19 @@ class Recording:
         return out
 
 
+def cpu_now(policy) -> float:
+    """CPU seconds of this process, plus the server process's for a server engine (``llamacpp``)."""
+    inner = getattr(policy, "policy", policy)
+    return time.process_time() + (inner.server_cpu_seconds() if hasattr(inner, "server_cpu_seconds") else 0.0)
+
+
 def ceiling(policy, requests, batch_size: int) -> tuple[int, float, int, float]:
     """Replay requests grouped by sampling settings, in full calls of ``batch_size`` sequences."""
     groups: dict[GenParams, list[str]] = defaultdict(list)
     for prompt, params in requests:
         groups[dataclasses.replace(params, seed=None)].append(prompt)
     tokens, seconds, calls = 0, 0.0, 0
-    c0 = time.process_time()
+    c0 = cpu_now(policy)
     for params, prompts in groups.items():
         per_call = max(1, batch_size // params.n)
         for k, start in enumerate(range(0, len(prompts), per_call)):
@@ -92,13 +99,13 @@ def ceiling(policy, requests, batch_size: int) -> tuple[int, float, int, float]:
             seconds += time.perf_counter() - t0
             tokens += sum(c.tokens for row in out for c in row)
             calls += 1
-    return tokens, seconds, calls, time.process_time() - c0
+    return tokens, seconds, calls, cpu_now(policy) - c0
 
 
 def search_arm(problems, rec, checker, cfg, out_dir) -> tuple[int, float, float, dict]:
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0, c0 = time.perf_counter(), cpu_now(rec)
     summary = run_search(problems, rec, checker, cfg, out_dir)
-    return (summary["this_run"]["generated_tokens"], time.perf_counter() - t0, time.process_time() - c0,
+    return (summary["this_run"]["generated_tokens"], time.perf_counter() - t0, cpu_now(rec) - c0,
             summary["this_run"])
 
 
@@ -112,8 +119,13 @@ def compare(args, cfg, problems) -> dict:
     policies, recs, totals = {}, {}, {}
     for name in names:
         opts = {"decoding": args.decoding} if name == "hf" else {}
+        if name == "llamacpp":  # threads: the server's compute threads; batch_size: its logical batch
+            opts = {"parallel": args.slots}
         t0 = time.perf_counter()
-        policies[name] = make_backend(name, args.model, batch_size=cfg.batch_size, threads=args.threads, **opts)
+        if name == "llamacpp":
+            policies[name] = make_backend(name, args.model, threads=args.threads, **opts)
+        else:
+            policies[name] = make_backend(name, args.model, batch_size=cfg.batch_size, threads=args.threads, **opts)
         recs[name] = Recording(policies[name])
         totals[name] = {"tokens": 0, "seconds": 0.0, "cpu": 0.0, "startup_s": round(time.perf_counter() - t0, 1)}
     size = args.round_problems or max(1, len(problems) // 2)
@@ -169,6 +181,7 @@ def main() -> None:
     ap.add_argument("--compare", default=None, help="a second backend (e.g. ct2): both run_search side by side")
     ap.add_argument("--round-problems", type=int, default=0, help="with --compare: problems per round "
                     "(default: half of them, so two rounds in alternating order)")
+    ap.add_argument("--slots", type=int, default=8, help="llamacpp: parallel server slots")
     ap.add_argument("--json", default=None)
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()

@@ -86,3 +86,24 @@ def test_llama_cpp_computes_the_same_logits_as_transformers(ckpt):
     finally:
         llm.close()
     assert np.abs(cpp_logits - hf_logits).max() < 1e-3 * max(1.0, np.abs(hf_logits).max())
+
+
+def test_q8_0_stores_matrices_as_8_bit_blocks_close_to_the_weights(ckpt, tmp_path):
+    """outtype q8_0 (the llamacpp engine's default): every 2-D weight in Q8_0 blocks, norms kept in F32, and
+    dequantized values within ~half a quantization step (max |w| / 127 per block of 32) of the weights."""
+    from gguf import GGMLQuantizationType, GGUFReader
+    from gguf.quants import dequantize
+    from safetensors.torch import load_file
+
+    path = hf_to_gguf(ckpt, tmp_path / "q8.gguf", outtype="q8_0")
+    assert path.stat().st_size < hf_to_gguf(ckpt).stat().st_size / 3
+    reader = GGUFReader(str(path))
+    types = {t.name: t.tensor_type for t in reader.tensors}
+    assert types["token_embd.weight"] == GGMLQuantizationType.Q8_0
+    assert types["blk.0.ffn_down.weight"] == GGMLQuantizationType.Q8_0
+    assert types["output_norm.weight"] == GGMLQuantizationType.F32
+    down = next(t for t in reader.tensors if t.name == "blk.1.ffn_down.weight")
+    got = dequantize(np.asarray(down.data), GGMLQuantizationType.Q8_0).reshape(-1)
+    want = load_file(str(ckpt / "model.safetensors"))["model.layers.1.mlp.down_proj.weight"].float().numpy().reshape(-1)
+    step = np.repeat(np.abs(want.reshape(-1, 32)).max(axis=1) / 127, 32)
+    assert np.all(np.abs(got - want) <= step * 0.6)  # half a step, plus the f16 rounding of the block scale

@@ -65,7 +65,7 @@ def test_search_cli_dry_run_estimates_and_writes_nothing(problem_file, tiny_mode
     (["k=0"], "k=0 must be an integer >= 1"),
     (["bogus=1"], "unknown key(s) bogus"),
     (["--shard", "3/2"], "need 0 <= i < n"),
-    (["--backend", "vllm"], "use hf, ct2 or openai"),
+    (["--backend", "vllm"], "use one of auto, hf, llamacpp, ct2, openai"),
     (["leaves_per_tree=5"], "SearchConfig: leaves_per_tree=5 exceeds iterations=4"),
     (["-b", "threads"], "--backend-option: override 'threads' is not of the form key=value"),
     (["--backend-option", "bogus=1"], "unknown option(s) bogus for backend 'hf'"),

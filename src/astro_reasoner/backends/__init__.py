@@ -1,6 +1,7 @@
 """LM backends behind one Protocol (``base.Policy``), built by name with ``make_backend``.
 
-Kinds: ``hf`` (transformers in this process), ``ct2`` (CTranslate2 int8 in this process; a candidate CPU engine
+Kinds: ``hf`` (transformers in this process), ``llamacpp`` (llama.cpp's C++ server, started and stopped
+here; the fast CPU engine, see BENCHMARKS.md "Engines"), ``ct2`` (CTranslate2 int8 in this process; a candidate CPU engine
 that is not faster than ``hf`` on the search workload, see BENCHMARKS.md "Engines") and ``openai`` (any
 OpenAI-compatible server). Heavy imports (torch, transformers, httpx) happen when a backend is built, not when this package is imported.
 """
@@ -15,11 +16,23 @@ from .base import BackendError, Policy
 if TYPE_CHECKING:
     from .ct2 import CT2Backend
     from .hf import HFBackend
+    from .llamacpp import LlamaServerBackend
     from .openai_http import OpenAIBackend
 
-__all__ = ["BackendError", "Policy", "HFBackend", "CT2Backend", "OpenAIBackend", "make_backend", "BACKEND_KINDS"]
+__all__ = ["BackendError", "Policy", "HFBackend", "CT2Backend", "OpenAIBackend", "LlamaServerBackend",
+           "make_backend", "BACKEND_KINDS"]
 
-BACKEND_KINDS = ("hf", "ct2", "openai")
+BACKEND_KINDS = ("auto", "hf", "llamacpp", "ct2", "openai")
+
+
+def resolve_kind(kind: str) -> str:
+    """``auto`` -> ``llamacpp`` when a llama-server binary is installed (``make setup`` builds one), else ``hf``:
+    the faster CPU engine for search, evaluation and the difficulty filter (BENCHMARKS.md, "Engines")."""
+    if kind != "auto":
+        return kind
+    from .llamacpp import find_llama_server
+
+    return "llamacpp" if find_llama_server() is not None else "hf"
 
 
 def _backend_class(kind: str):
@@ -35,12 +48,16 @@ def _backend_class(kind: str):
         from .openai_http import OpenAIBackend
 
         return OpenAIBackend
+    if kind == "llamacpp":
+        from .llamacpp import LlamaServerBackend
+
+        return LlamaServerBackend
     raise BackendError(f"unknown backend kind {kind!r}; choose one of {', '.join(BACKEND_KINDS)}")
 
 
 def backend_options(kind: str) -> dict[str, Any]:
     """The options ``make_backend(kind, ...)`` accepts, with their defaults."""
-    params = inspect.signature(_backend_class(kind).__init__).parameters
+    params = inspect.signature(_backend_class(resolve_kind(kind)).__init__).parameters
     return {n: p.default for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
@@ -49,7 +66,9 @@ def make_backend(kind: str, model: str, **options: Any) -> Policy:
     ``make_backend("openai", "smollm2-135m", base_url=["http://h1:8000/v1", "http://h2:8000/v1"])``.
 
     Option names and types are checked here so a typo in a config file fails before any model loads.
+    ``kind="auto"`` picks ``llamacpp`` if its server binary is installed, else ``hf`` (``resolve_kind``).
     """
+    kind = resolve_kind(kind)
     cls = _backend_class(kind)
     allowed = backend_options(kind)
     unknown = sorted(set(options) - set(allowed))
@@ -65,7 +84,7 @@ def make_backend(kind: str, model: str, **options: Any) -> Policy:
 
 def _check_option(kind: str, key: str, value: Any, default: Any) -> None:
     where = f"backend {kind!r} option {key}={value!r}"
-    if key in ("batch_size", "concurrency", "threads") and value is not None:
+    if key in ("batch_size", "concurrency", "threads", "parallel", "ctx_per_slot") and value is not None:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise BackendError(f"{where}: must be a positive integer")
     elif key in ("timeout", "backoff", "min_p") and (isinstance(value, bool) or not isinstance(value, (int, float))
@@ -80,6 +99,8 @@ def _check_option(kind: str, key: str, value: Any, default: Any) -> None:
     elif key == "device" and not (isinstance(value, str) and (value in ("auto", "cpu", "mps")
                                                               or value.startswith("cuda"))):
         raise BackendError(f"{where}: use auto, cpu, cuda, cuda:N or mps")
+    elif key == "outtype" and value not in ("q8_0", "f32", "f16"):
+        raise BackendError(f"{where}: use q8_0, f32 or f16")
     elif key == "compute_type" and value not in ("int8", "int8_float32", "int16", "float32"):
         raise BackendError(f"{where}: use int8, int8_float32, int16 or float32")
     elif key == "dtype" and value not in ("auto", "float32", "bfloat16", "float16"):
@@ -95,4 +116,6 @@ def __getattr__(name: str):  # lazy exports: `from astro_reasoner.backends impor
         return _backend_class("ct2")
     if name == "OpenAIBackend":
         return _backend_class("openai")
+    if name == "LlamaServerBackend":
+        return _backend_class("llamacpp")
     raise AttributeError(name)

@@ -1,7 +1,9 @@
 """HF Llama checkpoint -> GGUF file, so a llama.cpp server can serve *that* checkpoint (pipeline ``server:``).
 
 ``hf_to_gguf(hf_dir)`` writes the checkpoint's own weights (F32 by default: the exact numbers the ``hf``
-backend evaluates; ``outtype="f16"`` halves the file) and its own tokenizer (byte-level BPE vocabulary,
+backend evaluates; ``outtype="f16"`` halves the file; ``outtype="q8_0"`` stores 2-D weights as llama.cpp's
+8-bit blocks, quantized with the ``gguf`` package's own reference implementation, for the ``llamacpp``
+engine: int8 dot products run ~2x faster than f32 on AVX2) and its own tokenizer (byte-level BPE vocabulary,
 merges, special tokens, chat template) in the layout llama.cpp's ``convert_hf_to_gguf.py`` writes for the
 ``llama`` architecture (tensor names, Q/K row permutation). Written by hand with the ``gguf`` package because
 that converter is a script of the llama.cpp repository, not an installable library; this covers the
@@ -24,7 +26,7 @@ from pathlib import Path
 from .base import BackendError
 
 CONVERTER_VERSION = 1
-OUTTYPES = ("f32", "f16")
+OUTTYPES = ("f32", "f16", "q8_0")
 _LAYER_TENSORS = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
                   "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
                   "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm",
@@ -125,7 +127,8 @@ def _write_gguf(src: Path, out: Path, outtype: str) -> None:
     w.add_layer_norm_rms_eps(cfg.get("rms_norm_eps", 1e-5))
     w.add_rope_freq_base(float(rope.get("rope_theta", cfg.get("rope_theta", 10000.0))))
     w.add_rope_dimension_count(head_dim)
-    w.add_file_type(gguf.LlamaFileType.ALL_F32 if outtype == "f32" else gguf.LlamaFileType.MOSTLY_F16)
+    w.add_file_type({"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
+                     "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[outtype])
 
     # vocabulary: ids in order, padded to the embedding size (llama.cpp wants one token per embedding row)
     vocab = tok.get_vocab()
@@ -154,7 +157,13 @@ def _write_gguf(src: Path, out: Path, outtype: str) -> None:
 
     def put(name: str, x: np.ndarray) -> None:
         x = np.ascontiguousarray(x, dtype=np.float32)
-        w.add_tensor(name, x.astype(np.float16) if outtype == "f16" and x.ndim == 2 else x)
+        if x.ndim == 2 and outtype == "f16":
+            x = x.astype(np.float16)
+        elif x.ndim == 2 and outtype == "q8_0" and x.shape[1] % 32 == 0:  # Q8_0 blocks hold 32 values of a row
+            q = gguf.GGMLQuantizationType.Q8_0
+            w.add_tensor(name, gguf.quants.quantize(x, q), raw_dtype=q)
+            return
+        w.add_tensor(name, x)
 
     def permute(x: np.ndarray, heads: int) -> np.ndarray:  # llama.cpp's rotary layout (its converter's permute)
         return x.reshape(heads, 2, x.shape[0] // heads // 2, *x.shape[1:]).swapaxes(1, 2).reshape(x.shape)

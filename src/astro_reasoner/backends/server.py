@@ -55,8 +55,8 @@ class ServerSpec:
             raise BackendError(f"server.replicas={self.replicas!r}: must be a positive integer")
         if isinstance(self.restarts, bool) or not isinstance(self.restarts, int) or self.restarts < 0:
             raise BackendError(f"server.restarts={self.restarts!r}: must be an integer >= 0")
-        if self.gguf_outtype not in ("f32", "f16"):
-            raise BackendError(f"server.gguf_outtype={self.gguf_outtype!r}: use f32 or f16")
+        if self.gguf_outtype not in ("f32", "f16", "q8_0"):
+            raise BackendError(f"server.gguf_outtype={self.gguf_outtype!r}: use f32, f16 or q8_0")
         parts = [self.command] if isinstance(self.command, str) else list(self.command)
         used = set()
         for text in [*parts, *self.env.values()]:

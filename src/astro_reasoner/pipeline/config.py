@@ -51,6 +51,11 @@ class PipelineConfig:
     # *its* checkpoint. Without it, backend_options.base_url must already serve cfg.model, and stages that
     # need another checkpoint fail fast (the backend refuses a server serving another model).
     server: dict[str, Any] | None = None
+    # Optional warm start (issue 16; the paper's starting point in miniature): SFT ``model`` on direct
+    # solutions first, and use that checkpoint as the base of everything else (search, both arms, "base" row).
+    # Keys: ``data`` (a synth spec of a task with a solver, e.g. {synth: {task: countdown, ...}}) or
+    # ``sft_data`` (an SFT JSONL you wrote), ``per_problem`` (solutions per puzzle), ``sft`` (SFTStageConfig).
+    warm_start: dict[str, Any] | None = None
 
     @property
     def run_dir_path(self) -> Path:
@@ -69,6 +74,8 @@ class PipelineConfig:
             raise ConfigError(f"modes: {self.modes!r}; use a subset of [direct, astro]")
         if self.server is not None:
             self.server_spec()
+        if self.warm_start is not None:
+            self._validate_warm_start()
         if self.data.train is None or self.data.test is None:
             raise ConfigError("data: both data.train and data.test are needed (a path, a benchmark name, "
                               "or {synth: {steps: 2, n: 50, seed: 0}})")
@@ -79,6 +86,31 @@ class PipelineConfig:
 
                 check_synth_options(spec["synth"], f"data.{split}.synth")
 
+
+    def _validate_warm_start(self) -> None:
+        ws = self.warm_start
+        if not isinstance(ws, dict):
+            raise ConfigError("warm_start: must be a mapping with data (or sft_data), per_problem and sft")
+        unknown = sorted(set(ws) - {"data", "sft_data", "per_problem", "sft"})
+        if unknown:
+            raise ConfigError(f"warm_start: unknown key(s) {unknown}; use data or sft_data, per_problem, sft")
+        if ("data" in ws) == ("sft_data" in ws):
+            raise ConfigError("warm_start: give exactly one of data (puzzles whose solver writes direct solutions, "
+                              "e.g. {synth: {task: countdown, split: train, n: 640}}) or sft_data (an SFT JSONL)")
+        if "data" in ws:
+            spec = ws["data"]
+            synth = spec.get("synth") if isinstance(spec, dict) else None
+            if not isinstance(synth, dict) or synth.get("task") != "countdown":
+                raise ConfigError("warm_start.data: only {synth: {task: countdown, ...}} has a solver that writes "
+                                  "direct solutions; for other tasks write the SFT JSONL and give sft_data")
+            from ..data.validate import check_synth_options
+
+            check_synth_options(synth, "warm_start.data.synth")
+        per = ws.get("per_problem", 1)
+        if isinstance(per, bool) or not isinstance(per, int) or per < 1:
+            raise ConfigError(f"warm_start.per_problem={per!r}: must be a positive integer")
+        if not isinstance(ws.get("sft", {}) or {}, dict):
+            raise ConfigError("warm_start.sft: must be a mapping of SFT settings (SFTStageConfig fields)")
 
     def server_spec(self):
         """The validated ``server:`` section as a ServerSpec, or None."""

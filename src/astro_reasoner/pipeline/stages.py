@@ -91,7 +91,40 @@ class _Builder:
         values = {**self.cfg.section(name), **fixed}
         return build_config(cls, values, where=f"pipeline section {name!r}")
 
+    def base_model(self, inputs: dict[str, Path]) -> str:
+        """The model every arm starts from: the warm-started checkpoint when there is one, else ``model``."""
+        if "warm-start" in inputs:
+            return stage_stats(inputs["warm-start"])["checkpoint"]
+        return self.cfg.model
+
     # -- stages ------------------------------------------------------------------------------------------
+    def warm_start(self, out: Path, inputs: dict[str, Path]) -> dict[str, Any]:
+        """SFT on solver-written direct solutions (one attempt, no reflection): the miniature's stand-in for the
+        paper's starting point, a model that solves most steps but does not search (issue 16)."""
+        from ..data import load_problems
+        from ..io import write_jsonl
+        from ..train import SFTStageConfig, run_sft
+
+        ws = self.cfg.warm_start or {}
+        stats: dict[str, Any] = {}
+        if "sft_data" in ws:
+            data = str(ws["sft_data"])
+        else:
+            from ..tasks.countdown_solver import warmstart_rows
+
+            problems = _load_spec(ws["data"], self.cfg.data.data_dir, None)
+            held_out = {p.problem.strip() for p in load_problems(str(_problems_path(inputs["data"], "test")))}
+            kept = [p for p in problems if p.problem.strip() not in held_out]  # never train on the test split
+            rows = warmstart_rows(kept, int(ws.get("per_problem", 1)), self.cfg.seed)
+            write_jsonl(out / "sft.jsonl", rows)
+            data = str(out / "sft.jsonl")
+            stats.update(examples=len(rows), dropped_test_overlap=len(problems) - len(kept))
+        cfg = build_config(SFTStageConfig, {**(ws.get("sft") or {}), "model": self.cfg.model, "data": data,
+                                            "out_dir": str(out / "model"), "seed": self.cfg.seed},
+                           where="pipeline section 'warm_start.sft'")
+        ckpt = run_sft(cfg)
+        return {"checkpoint": ckpt, **stats, **_train_accounting(Path(ckpt))}
+
     def data(self, out: Path, inputs: dict[str, Path]) -> dict[str, Any]:
         from ..data import write_problems
 
@@ -119,7 +152,7 @@ class _Builder:
         def work(policy):
             with Checker() as checker:
                 return run_search(problems, policy, checker, cfg, out, reporter=_search_reporter())
-        summary = self.with_policy(self.cfg.model, out, work)
+        summary = self.with_policy(self.base_model(inputs), out, work)
         return {"tokens": int(summary.get("generated_tokens_total", 0)),
                 "prompt_tokens": int(summary.get("prompt_tokens_total", 0)),
                 "trees": summary.get("trees", len(problems)),
@@ -135,7 +168,7 @@ class _Builder:
             def work(policy):
                 with Checker() as checker:
                     return run_clone(inputs["search"] / "trees.jsonl", out, cfg, checker, policy, overwrite=True)
-            stats = self.with_policy(self.cfg.model, out, work) if cfg.uses_lm else work(None)
+            stats = self.with_policy(self.base_model(inputs), out, work) if cfg.uses_lm else work(None)
             return {"examples": stats.get("exported", stats.get("examples")), "clone": stats}
         return run
 
@@ -143,7 +176,7 @@ class _Builder:
         def run(out: Path, inputs: dict[str, Path]) -> dict[str, Any]:
             from ..train import SFTStageConfig, run_sft
 
-            cfg = self.section_config(SFTStageConfig, "sft", model=self.cfg.model,
+            cfg = self.section_config(SFTStageConfig, "sft", model=self.base_model(inputs),
                                       data=str(inputs[f"clone-{mode}"] / "sft.jsonl"), out_dir=str(out / "model"),
                                       seed=self.cfg.seed)
             ckpt = run_sft(cfg)
@@ -188,7 +221,7 @@ class _Builder:
     def evaluate_stage(self, model_of: str | None):
         """Evaluate the base model (``model_of=None``) or the checkpoint of the named stage."""
         def run(out: Path, inputs: dict[str, Path]) -> dict[str, Any]:
-            model = self.cfg.model if model_of is None else stage_stats(inputs[model_of])["checkpoint"]
+            model = self.base_model(inputs) if model_of is None else stage_stats(inputs[model_of])["checkpoint"]
             return self._evaluate(model, out)
         return run
 
@@ -310,15 +343,18 @@ def build_graph(cfg: PipelineConfig) -> StageGraph:
     if cfg.server is not None:  # the engine that generates is part of what a stage's output is
         common["server"] = {k: v for k, v in cfg.server.items() if k not in ("ready_timeout", "restarts")}
     sec = cfg.section
-    stages = [
-        Stage("data", b.data, settings={"data": vars(cfg.data)}, title="problems (train / held-out test)"),
-        Stage("search", b.search, ("data",), {**common, **sec("search")}, "MCTS search (ASTRO §2.1)"),
-    ]
+    stages = [Stage("data", b.data, settings={"data": vars(cfg.data)}, title="problems (train / held-out test)")]
+    warm: tuple[str, ...] = ()
+    if cfg.warm_start is not None:
+        warm = ("warm-start",)
+        stages.append(Stage("warm-start", b.warm_start, ("data",), {**common, "warm_start": cfg.warm_start},
+                            "warm start: SFT on direct solutions (the base model of both arms)"))
+    stages.append(Stage("search", b.search, ("data", *warm), {**common, **sec("search")}, "MCTS search (ASTRO §2.1)"))
     for mode in cfg.modes:
         stages += [
-            Stage(f"clone-{mode}", b.clone(mode), ("search",), {"mode": mode, **common, **sec("clone")},
+            Stage(f"clone-{mode}", b.clone(mode), ("search", *warm), {"mode": mode, **common, **sec("clone")},
                   f"procedure cloning, {mode} (ASTRO §2.2-2.3)"),
-            Stage(f"sft-{mode}", b.sft(mode), (f"clone-{mode}",), {**common, **sec("sft")},
+            Stage(f"sft-{mode}", b.sft(mode), (f"clone-{mode}", *warm), {**common, **sec("sft")},
                   f"SFT, {mode} (ASTRO §3.3)"),
             Stage(f"filter-{mode}", b.filter(mode), (f"clone-{mode}", f"sft-{mode}"), {**common, **sec("rl_filter")},
                   f"difficulty filter, {mode} (ASTRO §3.4)"),
@@ -326,7 +362,7 @@ def build_graph(cfg: PipelineConfig) -> StageGraph:
                   f"GRPO, {mode} (ASTRO §3.4)"),
         ]
     ev = {"eval": sec("eval"), "extra": cfg.data.eval, **common}
-    stages.append(Stage("eval-base", b.evaluate_stage(None), ("data",), ev, "evaluate the base model"))
+    stages.append(Stage("eval-base", b.evaluate_stage(None), ("data", *warm), ev, "evaluate the base model"))
     for mode in cfg.modes:
         stages.append(Stage(f"eval-sft-{mode}", b.evaluate_stage(f"sft-{mode}"), ("data", f"sft-{mode}"), ev,
                             f"evaluate {mode}-SFT"))

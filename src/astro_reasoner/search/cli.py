@@ -94,10 +94,11 @@ def search(
     from .storage import parse_shard
 
     cfg = _search_config(config, list(overrides or []))
-    from ..backends import BACKEND_KINDS
+    from ..backends import BACKEND_KINDS, resolve_kind
 
     if backend not in BACKEND_KINDS:
-        raise ConfigError(f"--backend {backend!r}: use hf, ct2 or openai")
+        raise ConfigError(f"--backend {backend!r}: use one of {', '.join(BACKEND_KINDS)}")
+    backend = resolve_kind(backend)
     if shard and workers:
         raise ConfigError("--shard and --workers together: --workers already splits the run; drop one")
     shard_t = parse_shard(shard)
