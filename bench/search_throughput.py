@@ -119,7 +119,7 @@ def compare(args, cfg, problems) -> dict:
     policies, recs, totals = {}, {}, {}
     for name in names:
         opts = {"decoding": args.decoding} if name == "hf" else {}
-        if name == "llamacpp":  # threads: the server's compute threads; batch_size: its logical batch
+        if name == "llamacpp" and args.slots:  # threads: the server's compute threads
             opts = {"parallel": args.slots}
         t0 = time.perf_counter()
         if name == "llamacpp":
@@ -181,7 +181,7 @@ def main() -> None:
     ap.add_argument("--compare", default=None, help="a second backend (e.g. ct2): both run_search side by side")
     ap.add_argument("--round-problems", type=int, default=0, help="with --compare: problems per round "
                     "(default: half of them, so two rounds in alternating order)")
-    ap.add_argument("--slots", type=int, default=8, help="llamacpp: parallel server slots")
+    ap.add_argument("--slots", type=int, default=0, help="llamacpp: parallel server slots (default: the backend's)")
     ap.add_argument("--json", default=None)
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()

@@ -188,6 +188,34 @@ def test_finish_reasons_from_each_server_style(client_for, choice_extra, tokens,
     assert (c.finish_reason, c.text, c.tokens, c.logprob_sum) == (expected, "Step one.", len(toks), -0.25 * len(toks))
 
 
+@pytest.mark.parametrize("content, expected, tokens", [
+    ([("Step", 1), (" one", 2), (".", 3)], "stop", 4),  # the token completing "\n\n" is withheld, but generated
+    ([("Step", 1), (" one", 2), (".", 3), ("", 0)], "eos", 4),  # an EOS is listed: a special id, empty text
+])
+def test_llama_server_stop_versus_eos(client_for, content, expected, tokens):
+    """llama-server (C++) withholds the stop-string token from the log-probs and lists an EOS; its usage
+    covers one choice only, so reasons and counts come from each choice's list."""
+    items = [{"id": i, "token": t, "logprob": -0.25} for t, i in content]
+
+    def reply(body, count):
+        choice = {"index": 0, "text": "Step one.", "finish_reason": "stop", "logprobs": {"content": items}}
+        return 200, {"choices": [choice, dict(choice, index=1)], "usage": {"completion_tokens": 1}}
+
+    with ScriptedServer(reply) as srv:
+        (c, d), = client_for(srv.url).generate(["hi"], GenParams(n=2, max_tokens=8, stop=("\n\n",)))
+    assert (c.finish_reason, c.text, c.tokens) == (expected, "Step one.", tokens) and c == d
+
+
+def test_llama_server_sends_no_logprobs_for_an_immediate_stop(client_for):
+    def reply(body, count):
+        return 200, {"choices": [{"index": 0, "text": "", "finish_reason": "stop", "logprobs": None}],
+                     "usage": {"completion_tokens": 1}}
+
+    with ScriptedServer(reply) as srv:
+        (c,), = client_for(srv.url).generate(["hi"], GenParams(max_tokens=8, stop=("\n\n",)))
+    assert (c.text, c.finish_reason, c.tokens, c.logprob_sum) == ("", "stop", 1, 0.0)
+
+
 def test_llama_server_logprob_format_and_missing_logprobs(client_for):
     content = [{"token": "5", "logprob": -0.5}, {"token": ".", "logprob": -1.0}]
     with ScriptedServer(lambda b, c: (200, {"choices": [{"text": "5.", "finish_reason": "length",

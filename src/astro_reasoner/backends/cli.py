@@ -51,7 +51,7 @@ def list_command():
 def generate_command(
     problem: str = typer.Option(..., "--problem", "-p", help="The problem text."),
     steps: List[str] = typer.Option([], "--step", help="Steps already taken (repeatable); generation continues after them."),
-    backend: str = typer.Option("hf", "--backend", "-b", help="hf or openai."),
+    backend: str = typer.Option("hf", "--backend", "-b", help="auto, hf, llamacpp, ct2 or openai."),
     model: str = typer.Option("smollm2-135m", "--model", "-m", help="Alias, path, .gguf file or hub id."),
     n: int = typer.Option(4, "--n", help="Samples."),
     max_tokens: int = typer.Option(128, "--max-tokens"),

@@ -59,7 +59,7 @@ class LlamaServerBackend:
 
     name = "llamacpp"
 
-    def __init__(self, model: str, *, binary: str | None = None, parallel: int = 8, ctx_per_slot: int = 2048,
+    def __init__(self, model: str, *, binary: str | None = None, parallel: int = 32, ctx_per_slot: int = 2048,
                  threads: int | None = None, outtype: str = "q8_0", batch_size: int = 512,
                  deterministic: bool = False, ready_timeout: float = 300.0, timeout: float = 600.0,
                  log_dir: str | None = None, chat_template: str | None = None):

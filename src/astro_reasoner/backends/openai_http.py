@@ -99,6 +99,7 @@ class OpenAIBackend:
         self.concurrency, self.max_retries, self.backoff = int(concurrency), int(max_retries), float(backoff)
         self.top_k, self.min_p = (None if top_k is None else int(top_k)), float(min_p)
         self.prompts = PromptTokenizer(load_tokenizer(resolve_model(tokenizer or model), chat_template=chat_template))
+        self._special_ids = set(self.prompts.tok.all_special_ids)  # an EOS in llama-server's log-prob list
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)), headers=headers,
                                     limits=httpx.Limits(max_connections=self.concurrency * len(self.servers)))
@@ -271,6 +272,14 @@ class OpenAIBackend:
                     server: _Server) -> Completion:
         text = choice.get("text") or ""
         tokens, logprob_sum, token_text = _parse_logprobs(choice.get("logprobs"))
+        if logprob_sum is None and stops and choice.get("finish_reason") == "stop":
+            # llama-server sends no log-probs when the token that completed a stop string came first (it withholds
+            # stop-string tokens), or when only bytes of an unfinished UTF-8 character precede it. An empty sample
+            # is dropped by callers; a non-empty one gets a floor of -20 nats per token (a negligible prior)
+            # rather than a guess that could make it look likely.
+            n = max(1, int(usage.get("completion_tokens") or 0), self.count_tokens(text) + 1 if text else 1)
+            return Completion(text=text, tokens=n, logprob_sum=-20.0 * (n - 1), finish_reason="stop",
+                              prompt_tokens=int(usage.get("prompt_tokens") or prompt_len))
         if logprob_sum is None or not math.isfinite(logprob_sum):
             raise BackendError(f"{server.url}/completions returned no usable logprobs ({choice.get('logprobs')!r:.200}); "
                                "the search needs them for its priors - start the server with logprobs enabled "
@@ -283,12 +292,22 @@ class OpenAIBackend:
                 reason = "stop"
             elif matched is not None or "stop_reason" in choice or "matched_stop" in choice:
                 reason = "eos"  # a token id or null: ended by EOS
-            elif token_text is not None:  # llama.cpp: the tokens include the one carrying the stop string
+            elif token_text is not None:
+                # llama-cpp-python (and older llama-server) list the token carrying the stop string; today's
+                # llama-server withholds it from the log-probs, and lists an EOS token (a special id, empty text)
                 rest = token_text[len(text):] if token_text.startswith(text) else ""
-                reason = "stop" if any(s and s in rest for s in stops) else "eos"
+                if any(s and s in rest for s in stops):
+                    reason = "stop"
+                elif stops and _is_llama_server(choice) and _last_id(choice) not in self._special_ids:
+                    reason = "stop"
+                    tokens += 1  # the withheld stop-string token was generated, so it counts
+                else:
+                    reason = "eos"
             else:
                 reason = "stop" if stops else "eos"
-        n_tokens = usage.get("completion_tokens") or tokens or self.count_tokens(text)
+        # per-choice count when the log-probs give one: llama-server's usage covers only one of n choices
+        n_tokens = (tokens if token_text is not None and tokens else usage.get("completion_tokens")) or tokens \
+            or self.count_tokens(text)
         return Completion(text=text, tokens=int(n_tokens), logprob_sum=float(logprob_sum), finish_reason=reason,
                           prompt_tokens=int(usage.get("prompt_tokens") or prompt_len))
 
@@ -306,6 +325,17 @@ def _rejected(resp, field: str) -> bool:
     if resp.status_code in (400, 422) or (resp.status_code == 500 and "validation error" in resp.text):
         return field in resp.text
     return False
+
+
+def _is_llama_server(choice: dict) -> bool:
+    lp = choice.get("logprobs")
+    return isinstance(lp, dict) and isinstance(lp.get("content"), list)
+
+
+def _last_id(choice: dict) -> int | None:
+    """The id of the last token in a llama.cpp-style log-prob list, if any."""
+    items = (choice.get("logprobs") or {}).get("content") if isinstance(choice.get("logprobs"), dict) else None
+    return items[-1].get("id") if isinstance(items, list) and items and isinstance(items[-1], dict) else None
 
 
 def _parse_logprobs(lp) -> tuple[int, float | None, str | None]:

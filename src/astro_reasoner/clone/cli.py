@@ -83,7 +83,7 @@ def best_of_n_command(
     trees: Path = typer.Option(..., "--trees", "-t", help="Search output directory (or a trees.jsonl file)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (re-run the same command to resume)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="The policy the search used."),
-    backend: Optional[str] = typer.Option(None, "--backend", help="hf or openai."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="auto, hf, llamacpp, ct2 or openai."),
     config: Optional[Path] = typer.Option(None, "--config", "-c",
                                           help="YAML file (its `best_of_n:` section, or the whole file)."),
     backend_option: list[str] = backend_option_flag(),

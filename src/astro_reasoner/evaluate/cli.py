@@ -22,7 +22,7 @@ def _print_markdown(text: str) -> None:
 def eval_command(
     model: str = typer.Option(..., "--model", "-m", help="HF dir/hub id, alias (smollm2-135m), or served name."),
     out: Path = typer.Option(..., "--out", "-o", help="Eval directory (re-run the same command to resume)."),
-    backend: str = typer.Option("hf", "--backend", help="hf (in-process transformers) or openai (a server)."),
+    backend: str = typer.Option("hf", "--backend", help="auto (llamacpp if installed, else hf), hf, llamacpp (llama-server started here), ct2 or openai (your server)."),
     datasets: Optional[str] = typer.Option(None, "--datasets", "-d",
                                            help="Comma list of benchmark names and/or problem files "
                                                 "(default math500,amc23,aime24)."),

@@ -65,8 +65,9 @@ def search(
     out: Path = typer.Option(..., "--out", help="Output directory (trees.jsonl, summary.json); re-run to resume."),
     model: str = typer.Option("smollm2-135m", "--model", help="Model alias, checkpoint dir, .gguf or hub id "
                               "(hf); the served model name (openai)."),
-    backend: str = typer.Option("hf", "--backend", help="hf (transformers in-process), ct2 (CTranslate2 "
-                                "int8 in-process) or openai (any OpenAI-compatible server)."),
+    backend: str = typer.Option("hf", "--backend", help="auto (llamacpp if installed, else hf), hf "
+                                "(transformers in-process), llamacpp (llama-server started here), ct2 (CTranslate2 "
+                                "int8) or openai (any OpenAI-compatible server)."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML with SearchConfig keys (or a `search:` "
                                           "section)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Directory of the named benchmarks."),

@@ -105,7 +105,7 @@ def rl_filter_command(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Kept prompts (JSONL); pass rates go beside."),
     n: Optional[int] = typer.Option(None, "--n", help="Samples per prompt (default 8)."),
     keep: Optional[str] = typer.Option(None, "--keep", help="Inclusive pass-rate band LO-HI (default 0.1-0.9)."),
-    backend: Optional[str] = typer.Option(None, "--backend", help="hf (in-process) or openai (a server)."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="auto, hf, llamacpp, ct2 or openai (default: the config's)."),
     config: Optional[Path] = _config_option("rl_filter"),
     backend_option: list[str] = backend_option_flag(),
     overrides: list[str] = typer.Argument(None, help="FilterConfig key=value overrides, e.g. max_tokens=1024 "
