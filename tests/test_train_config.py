@@ -54,7 +54,6 @@ def test_cpu_runtime_is_chosen_automatically():
 
 
 @pytest.mark.parametrize("values,use_vllm,match", [
-    ({"precision": "bf16"}, False, "precision=bf16 needs a CUDA GPU"),
     ({"precision": "fp16"}, False, "precision=fp16 needs a CUDA GPU"),
     ({"device": "cuda"}, False, "no CUDA GPU is visible"),
     ({"trl_args": {"bf16": True}}, False, "trl_args sets bf16"),
@@ -69,6 +68,24 @@ def test_gpu_only_options_on_cpu_are_clear_errors(values, use_vllm, match):
         pytest.skip("needs a machine without a GPU")
     with pytest.raises(ConfigError, match=match):
         resolve_runtime(build_config(RLStageConfig, {**REQUIRED_RL, **values}), use_vllm=use_vllm)
+
+
+def test_bf16_on_cpu_needs_native_bfloat16(monkeypatch):
+    """bf16 on CPU runs under autocast with fp32 master weights where the CPU has AMX/AVX512-BF16, and is
+    refused with the reason where it would be emulated."""
+    import torch
+
+    from astro_reasoner.train import common
+
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU choice")
+    cfg = build_config(RLStageConfig, {**REQUIRED_RL, "precision": "bf16"})
+    monkeypatch.setattr(common, "_cpu_has_bf16", lambda: True)
+    rt = common.resolve_runtime(cfg)
+    assert (rt.device, rt.use_cpu, rt.bf16, rt.dtype) == ("cpu", True, True, "float32")
+    monkeypatch.setattr(common, "_cpu_has_bf16", lambda: False)
+    with pytest.raises(ConfigError, match="needs native bfloat16.*precision=auto"):
+        common.resolve_runtime(cfg)
 
 
 def test_trl_args_pass_through_and_typos_are_caught(tmp_path):
@@ -113,9 +130,9 @@ def test_cli_rl_defaults_to_train_and_reports_config_errors(tmp_path, capsys, ti
                  "num_generations=1"])
     assert code == 1 and "num_generations=1" in capsys.readouterr().err
     code = main(["rl", "--prompts", str(prompts), "--model", str(tiny_model_dir), "--out", str(tmp_path / "o"),
-                 "precision=bf16"])
+                 "precision=fp16"])
     err = capsys.readouterr().err
-    assert code == 1 and "error: precision=bf16 needs a CUDA GPU" in err
+    assert code == 1 and "error: precision=fp16 needs a CUDA GPU" in err
     assert not (tmp_path / "o").exists()  # refused before anything was written
     code = main(["rl", "filter", "--prompts", str(prompts), "--model", "m", "--out", str(tmp_path / "k.jsonl"),
                  "--keep", "0.2"])

@@ -50,7 +50,7 @@ def test_last_boxed_answer_counts(checker):
 
 
 def test_hostile_answers_finish_within_the_deadline():
-    # Exponent towers and huge factorials hang math-verify past its own SIGALRM (ecosystem.md §3.4).
+    # Exponent towers and huge factorials hang math-verify past its own SIGALRM (measured here).
     hostile = ["\\boxed{9^{9^{9^{9}}}}", "\\boxed{(10^{10})!}", "\\boxed{" + "(" * 5000 + "}",
                "\\boxed{" + "1" * 100_000 + "}"]
     with Checker(workers=2, deadline=1.0) as checker:

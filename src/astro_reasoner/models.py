@@ -199,7 +199,7 @@ def convert_gguf(gguf: Path, out_dir: Path) -> dict:
         tok.backend_tokenizer.pre_tokenizer = _PRE_TOKENIZER_FIXES[pre]()
 
     # Rebuild without quantization_config: the GGUF-loaded model is a GgufHfQuantizer model that refuses
-    # save_pretrained and training (ecosystem.md §5); its weights are already dequantized, dense tensors.
+    # save_pretrained and training; its weights are already dequantized, dense tensors.
     cfg_dict = qmodel.config.to_dict()
     cfg_dict.pop("quantization_config", None)
     config = type(qmodel.config).from_dict(cfg_dict)

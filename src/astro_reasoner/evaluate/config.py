@@ -6,7 +6,7 @@ Defaults and where they come from:
 - ``temperature=0.6``, ``top_p=0.95``: open-r1's evaluation settings for reasoning models (open-r1 README,
   ``generation_parameters={temperature:0.6,top_p:0.95}``). The ASTRO paper's
   own sampling values were not available to us (not verified); change them with ``temperature=...``.
-- ``max_tokens=16384``: long CoTs need ≥ 16k new tokens (ecosystem.md §6.3; open-r1 uses 32768). On CPU
+- ``max_tokens=16384``: long CoTs need ≥ 16k new tokens (open-r1 evaluates with 32768). On CPU
   pass something small (``max_tokens=256``) or the run takes hours.
 - Prompt: the project's step-by-step instruction asking for ``\\boxed{}`` (``astro_reasoner.prompts``),
   zero-shot by default like lighteval's ``|0|0`` tasks and the ASTRO training prompts; ``few_shot=1`` puts our

@@ -233,7 +233,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
 
 
 def _versions() -> dict[str, str]:
-    """Versions that change scores: ours and the answer checker's (peers.md §13.4: a versioned checker)."""
+    """Versions that change scores: ours and the answer checker's (a score is only comparable under the same checker version)."""
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}

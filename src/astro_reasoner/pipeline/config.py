@@ -54,7 +54,8 @@ class PipelineConfig:
     # Optional warm start (issue 16; the paper's starting point in miniature): SFT ``model`` on direct
     # solutions first, and use that checkpoint as the base of everything else (search, both arms, "base" row).
     # Keys: ``data`` (a synth spec of a task with a solver, e.g. {synth: {task: countdown, ...}}) or
-    # ``sft_data`` (an SFT JSONL you wrote), ``per_problem`` (solutions per puzzle), ``sft`` (SFTStageConfig).
+    # ``sft_data`` (an SFT JSONL you wrote), ``per_problem`` (solutions per puzzle), ``sft`` (SFTStageConfig),
+    # ``select`` (optional: evaluate every saved checkpoint on VALIDATION problems and keep the best).
     warm_start: dict[str, Any] | None = None
 
     @property
@@ -91,9 +92,26 @@ class PipelineConfig:
         ws = self.warm_start
         if not isinstance(ws, dict):
             raise ConfigError("warm_start: must be a mapping with data (or sft_data), per_problem and sft")
-        unknown = sorted(set(ws) - {"data", "sft_data", "per_problem", "sft"})
+        unknown = sorted(set(ws) - {"data", "sft_data", "per_problem", "sft", "select"})
         if unknown:
-            raise ConfigError(f"warm_start: unknown key(s) {unknown}; use data or sft_data, per_problem, sft")
+            raise ConfigError(f"warm_start: unknown key(s) {unknown}; use data or sft_data, per_problem, sft, select")
+        sel = ws.get("select")
+        if sel is not None:
+            if not isinstance(sel, dict) or "data" not in sel:
+                raise ConfigError("warm_start.select: a mapping with data (the VALIDATION problems, e.g. {synth: "
+                                  "{task: countdown, split: validation, n: 100}}) and EvalConfig settings (n, ...)")
+            bad = sorted(set(sel) - {"data", "n", "max_tokens", "temperature", "top_p", "batch_size"})
+            if bad:
+                raise ConfigError(f"warm_start.select: unknown key(s) {bad}; use data, n, max_tokens, temperature, "
+                                  "top_p, batch_size")
+            spec = sel["data"]
+            if isinstance(spec, dict) and isinstance(spec.get("synth"), dict):
+                if spec["synth"].get("split") == "test":
+                    raise ConfigError("warm_start.select.data: choosing on the test split would leak it into "
+                                      "the table; use split: validation")
+                from ..data.validate import check_synth_options
+
+                check_synth_options(spec["synth"], "warm_start.select.data.synth")
         if ("data" in ws) == ("sft_data" in ws):
             raise ConfigError("warm_start: give exactly one of data (puzzles whose solver writes direct solutions, "
                               "e.g. {synth: {task: countdown, split: train, n: 640}}) or sft_data (an SFT JSONL)")

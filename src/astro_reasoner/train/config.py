@@ -31,7 +31,7 @@ class TrainCommon:
     out_dir: str = ""
     # -- device / precision (common.resolve_runtime picks: CPU -> fp32 + use_cpu; GPU -> bf16 if supported)
     device: str = "auto"  # auto | cpu | cuda
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (bf16/fp16 need a CUDA GPU)
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (fp16 needs a CUDA GPU; bf16 a GPU or a CPU with AMX/BF16)
     threads: int = 0  # torch intra-op threads on CPU; 0 = OMP_NUM_THREADS or torch's default (one per core)
     gradient_checkpointing: bool | None = None  # None = on for GPU (memory), off on CPU (speed); our choice
     # -- optimisation
