@@ -12,7 +12,8 @@ REPO_CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 
 
 def run_pipeline(config: Path | None, overrides: list[str], force: list[str] | None = None,
-                 until: str | None = None, status_only: bool = False) -> int:
+                 until: str | None = None, status_only: bool = False, plan_only: bool = False,
+                 gpu_memory: float = 80.0) -> int:
     from rich.console import Console
 
     from .config import load_pipeline_config
@@ -21,6 +22,13 @@ def run_pipeline(config: Path | None, overrides: list[str], force: list[str] | N
     console = Console()
     cfg = load_pipeline_config(config, overrides)
     graph = build_graph(cfg)
+    if plan_only:  # before anything touches the run directory: a plan writes nothing
+        from .plan import format_plan, plan_stages, refuse
+
+        plans = plan_stages(cfg, gpu_memory)
+        console.print(format_plan(cfg, plans, gpu_memory), markup=False, highlight=False, soft_wrap=True)
+        refuse(plans)  # after the table, so a refused plan still shows every stage
+        return 0
     if status_only:
         for name, st in graph.stages.items():
             console.print(f"{graph.status(name):>8}  {name:<28} {st.title}")
@@ -65,13 +73,17 @@ def register(app: typer.Typer) -> None:
         force: Optional[list[str]] = typer.Option(None, "--force", help="Redo this stage and what depends on it (repeatable)."),
         until: Optional[str] = typer.Option(None, help="Stop after this stage."),
         status: bool = typer.Option(False, "--status", help="Print each stage's state (done/partial/stale/todo) and exit."),
+        plan: bool = typer.Option(False, "--plan", help="Print what each stage runs, its processes, GPUs and memory, "
+                                  "refuse settings that cannot fit, and exit (runs, loads and downloads nothing)."),
+        gpu_memory: float = typer.Option(80.0, "--gpu-memory",
+                                         help="GiB of memory per GPU assumed by --plan (80 for A100/H100 80GB)."),
     ) -> None:
         """Run the whole ASTRO recipe: search -> clone -> SFT -> filter -> RL -> eval -> analysis -> report.
 
         Finished stages are skipped (keyed by a hash of their settings and inputs); an interrupted run
         resumes where it stopped when the same command is run again.
         """
-        raise typer.Exit(run_pipeline(config, list(overrides or []), force, until, status))
+        raise typer.Exit(run_pipeline(config, list(overrides or []), force, until, status, plan, gpu_memory))
 
     @app.command("demo")
     def demo(

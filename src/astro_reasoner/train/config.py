@@ -154,6 +154,8 @@ class RLStageConfig(TrainCommon):
     vllm_mode: str = "server"
     vllm_server_base_url: str | None = None  # e.g. http://host:8000; default host/port from TRL (0.0.0.0:8000)
     vllm_gpu_memory_utilization: float = 0.3
+    # colocate: vLLM's tensor parallel size; server mode: the one the server was started with (TRL ignores it
+    # then; `astro pipeline --plan` sizes the server with it)
     vllm_tensor_parallel_size: int = 1
 
     def validate(self) -> None:
