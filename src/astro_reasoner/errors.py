@@ -24,8 +24,9 @@ def format_error(exc: BaseException) -> str | None:
     from .checking.pool import CheckerError
     from .config import ConfigError
     from .io import DataError
+    from .pipeline.launch import LaunchError
 
-    if isinstance(exc, (ConfigError, DataError, BackendError, CheckerError, FileNotFoundError)):
+    if isinstance(exc, (ConfigError, DataError, BackendError, CheckerError, LaunchError, FileNotFoundError)):
         return str(exc)
     if isinstance(exc, OSError) and exc.errno in _FIXES:
         where = exc.filename or "writing output"

@@ -57,6 +57,9 @@ class PipelineConfig:
     # ``sft_data`` (an SFT JSONL you wrote), ``per_problem`` (solutions per puzzle), ``sft`` (SFTStageConfig),
     # ``select`` (optional: evaluate every saved checkpoint on VALIDATION problems and keep the best).
     warm_start: dict[str, Any] | None = None
+    # How the training stages (sft-*, rl-*, the warm start's SFT) run (pipeline/launch.py): {kind: inprocess}
+    # (default) or {kind: accelerate, num_processes: N, config_file: configs/accelerate/....yaml, extra_args: []}.
+    launcher: dict[str, Any] | None = None
 
     @property
     def run_dir_path(self) -> Path:
@@ -75,6 +78,7 @@ class PipelineConfig:
             raise ConfigError(f"modes: {self.modes!r}; use a subset of [direct, astro]")
         if self.server is not None:
             self.server_spec()
+        self.launcher_spec()
         if self.warm_start is not None:
             self._validate_warm_start()
         if self.data.train is None or self.data.test is None:
@@ -129,6 +133,12 @@ class PipelineConfig:
             raise ConfigError(f"warm_start.per_problem={per!r}: must be a positive integer")
         if not isinstance(ws.get("sft", {}) or {}, dict):
             raise ConfigError("warm_start.sft: must be a mapping of SFT settings (SFTStageConfig fields)")
+
+    def launcher_spec(self):
+        """The validated ``launcher:`` section as a LauncherSpec (in-process when absent)."""
+        from .launch import parse_launcher
+
+        return parse_launcher(self.launcher)
 
     def server_spec(self):
         """The validated ``server:`` section as a ServerSpec, or None."""

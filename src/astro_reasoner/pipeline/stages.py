@@ -87,6 +87,20 @@ class _Builder:
                 finally:
                     policy.close()
 
+    def train(self, command: str, cfg, out: Path) -> dict[str, Any]:
+        """Run one training stage (``sft`` or ``rl``) with ``cfg`` in this process, or under ``accelerate
+        launch`` (``launcher: {kind: accelerate}``); either way its stats come from the files it wrote."""
+        spec = self.cfg.launcher_spec()
+        if spec.kind == "accelerate":
+            from .launch import run_launched
+
+            ckpt = run_launched(spec, command, cfg, out)
+        else:
+            from ..train import run_grpo, run_sft
+
+            ckpt = run_sft(cfg) if command == "sft" else run_grpo(cfg)
+        return {"checkpoint": ckpt, **_train_accounting(Path(ckpt))}
+
     def section_config(self, cls, name: str, **fixed: Any):
         values = {**self.cfg.section(name), **fixed}
         return build_config(cls, values, where=f"pipeline section {name!r}")
@@ -102,7 +116,7 @@ class _Builder:
         """SFT on solver-written direct solutions (one attempt, no reflection): the miniature's stand-in for the
         paper's starting point, a model that solves most steps but does not search (issue 16)."""
         from ..io import write_jsonl
-        from ..train import SFTStageConfig, run_sft
+        from ..train import SFTStageConfig
 
         ws = self.cfg.warm_start or {}
         stats: dict[str, Any] = {}
@@ -121,8 +135,9 @@ class _Builder:
         cfg = build_config(SFTStageConfig, {**(ws.get("sft") or {}), "model": self.cfg.model, "data": data,
                                             "out_dir": str(out / "model"), "seed": self.cfg.seed},
                            where="pipeline section 'warm_start.sft'")
-        ckpt = run_sft(cfg)
-        stats.update(_train_accounting(Path(ckpt)))
+        trained = self.train("sft", cfg, out)
+        ckpt = trained.pop("checkpoint")
+        stats.update(trained)
         if ws.get("select"):
             ckpt, stats["validation"] = self._select_checkpoint(Path(ckpt), ws["select"], out / "select", inputs)
         return {"checkpoint": ckpt, **stats}
@@ -213,13 +228,12 @@ class _Builder:
 
     def sft(self, mode: str):
         def run(out: Path, inputs: dict[str, Path]) -> dict[str, Any]:
-            from ..train import SFTStageConfig, run_sft
+            from ..train import SFTStageConfig
 
             cfg = self.section_config(SFTStageConfig, "sft", model=self.base_model(inputs),
                                       data=str(inputs[f"clone-{mode}"] / "sft.jsonl"), out_dir=str(out / "model"),
                                       seed=self.cfg.seed)
-            ckpt = run_sft(cfg)
-            return {"checkpoint": ckpt, **_train_accounting(Path(ckpt))}
+            return self.train("sft", cfg, out)
         return run
 
     def filter(self, mode: str):
@@ -248,13 +262,12 @@ class _Builder:
 
     def rl(self, mode: str):
         def run(out: Path, inputs: dict[str, Path]) -> dict[str, Any]:
-            from ..train import RLStageConfig, run_grpo
+            from ..train import RLStageConfig
 
             cfg = self.section_config(RLStageConfig, "rl", model=stage_stats(inputs[f"sft-{mode}"])["checkpoint"],
                                       prompts=str(inputs[f"filter-{mode}"] / "rl.jsonl"),
                                       out_dir=str(out / "model"), seed=self.cfg.seed)
-            ckpt = run_grpo(cfg)
-            return {"checkpoint": ckpt, **_train_accounting(Path(ckpt))}
+            return self.train("rl", cfg, out)
         return run
 
     def evaluate_stage(self, model_of: str | None):
@@ -332,12 +345,13 @@ def _train_accounting(model_dir: Path) -> dict[str, Any]:
     summary = model_dir / "train_summary.json"
     if summary.exists():
         s = read_json(summary)
-        out["trained_tokens"] = int(s.get("final_metrics", {}).get("num_tokens", 0) or 0)
+        out["trained_tokens"] = int(s.get("trained_tokens") or s.get("final_metrics", {}).get("num_tokens", 0) or 0)
         out["steps"] = s.get("global_step")
     metrics = model_dir / "metrics.jsonl"
     if metrics.exists():  # GRPO: the completions it sampled are its generated tokens
-        comp = model_dir / "completions.jsonl"
-        n_completions = sum(1 for _ in read_jsonl(comp, tolerate_torn_tail=True)) if comp.exists() else 0
+        # every rank's completions (completions.jsonl, completions.rank{k}.jsonl under a multi-process launch)
+        n_completions = sum(sum(1 for _ in read_jsonl(comp, tolerate_torn_tail=True))
+                            for comp in model_dir.glob("completions*.jsonl"))
         rows = list(read_jsonl(metrics, tolerate_torn_tail=True))
         if rows and n_completions:
             mean_len = sum(r.get("length_mean", 0.0) for r in rows) / len(rows)
@@ -382,23 +396,25 @@ def build_graph(cfg: PipelineConfig) -> StageGraph:
     if cfg.server is not None:  # the engine that generates is part of what a stage's output is
         common["server"] = {k: v for k, v in cfg.server.items() if k not in ("ready_timeout", "restarts")}
     sec = cfg.section
+    launch = cfg.launcher_spec().settings()  # training stages only: {} in-process, so existing keys stay
     stages = [Stage("data", b.data, settings={"data": vars(cfg.data)}, title="problems (train / held-out test)")]
     warm: tuple[str, ...] = ()
     if cfg.warm_start is not None:
         warm = ("warm-start",)
         held_out = {"test": cfg.data.test, "data_dir": cfg.data.data_dir, "eval_limit": cfg.data.eval_limit}
-        stages.append(Stage("warm-start", b.warm_start, (), {**common, "warm_start": cfg.warm_start, **held_out},
+        stages.append(Stage("warm-start", b.warm_start, (), {**common, "warm_start": cfg.warm_start, **held_out,
+                                                        **launch},
                             "warm start: SFT on direct solutions (the base model of both arms)"))
     stages.append(Stage("search", b.search, ("data", *warm), {**common, **sec("search")}, "MCTS search (ASTRO §2.1)"))
     for mode in cfg.modes:
         stages += [
             Stage(f"clone-{mode}", b.clone(mode), ("search", *warm), {"mode": mode, **common, **sec("clone")},
                   f"procedure cloning, {mode} (ASTRO §2.2-2.3)"),
-            Stage(f"sft-{mode}", b.sft(mode), (f"clone-{mode}", *warm), {**common, **sec("sft")},
+            Stage(f"sft-{mode}", b.sft(mode), (f"clone-{mode}", *warm), {**common, **sec("sft"), **launch},
                   f"SFT, {mode} (ASTRO §3.3)"),
             Stage(f"filter-{mode}", b.filter(mode), (f"clone-{mode}", f"sft-{mode}"), {**common, **sec("rl_filter")},
                   f"difficulty filter, {mode} (ASTRO §3.4)"),
-            Stage(f"rl-{mode}", b.rl(mode), (f"sft-{mode}", f"filter-{mode}"), {**common, **sec("rl")},
+            Stage(f"rl-{mode}", b.rl(mode), (f"sft-{mode}", f"filter-{mode}"), {**common, **sec("rl"), **launch},
                   f"GRPO, {mode} (ASTRO §3.4)"),
         ]
     ev = {"eval": sec("eval"), "extra": cfg.data.eval, **common}
