@@ -306,6 +306,9 @@ def write_summary(trainer, cfg: TrainCommon, extra: dict[str, Any], started: flo
         "world_size": trainer.args.world_size,
         "loss_history": [{"step": h["step"], "loss": h["loss"]} for h in history if "loss" in h],
         "final_metrics": next((h for h in reversed(history) if "train_runtime" in h), {}),
+        # tokens trained on by all processes (TRL's SFTTrainer sums them across ranks; this attempt only, a
+        # resumed run counts from its checkpoint); the final_metrics row carries no num_tokens
+        "trained_tokens": int(getattr(trainer, "_total_train_tokens", 0) or 0),
         **extra,
     })
 
