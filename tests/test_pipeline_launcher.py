@@ -166,3 +166,24 @@ def test_grpo_stage_under_accelerate_two_cpu_processes(tmp_path, tiny_model_dir)
     assert (model / "completions.jsonl").exists() and (model / "completions.rank1.jsonl").exists()
     assert res.stats["tokens"] > 0 and read_json(graph.out_dir("rl-astro") / DONE)["stats"] == res.stats
     assert {r.name: r for r in build_graph(load_pipeline_config(path)).run(until="rl-astro")}["rl-astro"].skipped
+
+
+def test_plan_shows_the_launcher_and_shards_memory_under_zero3(tmp_path):
+    from astro_reasoner.pipeline.plan import plan_stages
+
+    repo = Path(__file__).resolve().parents[1]
+    zero3 = repo / "configs" / "accelerate" / "deepspeed_zero3.yaml"
+
+    def sft_plan(n: int):
+        cfg = load_pipeline_config(repo / "configs" / "llama3.1-70b.yaml", [
+            f"run_dir={tmp_path / 'run'}", "launcher.kind=accelerate", f"launcher.num_processes={n}",
+            f"launcher.config_file={zero3}"])
+        return {p.name: p for p in plan_stages(cfg)}["sft-astro"]
+
+    eight, many = sft_plan(8), sft_plan(32)
+    assert eight.processes == eight.gpus == 8 and "under accelerate launch on 8 process(es)" in eight.runs
+    assert "sharded (deepspeed_zero3.yaml)" in eight.runs
+    assert eight.problems and "sharded over 8 processes" in eight.problems[0]
+    assert "launcher: {kind: accelerate, num_processes: 32, config_file: configs/accelerate/deepspeed_zero3.yaml}" \
+        in eight.problems[0]
+    assert not many.problems and many.peak_gb < eight.peak_gb

@@ -2,7 +2,9 @@
 refusal (cause + fix) for settings that cannot fit. Nothing is run: no model is loaded, nothing downloaded, no
 server started; the plan reads the config, config.json files already on disk and the run directory's markers.
 
-The pipeline trains in its own process (it launches no accelerate job), so a training stage must fit one GPU:
+By default the pipeline trains in its own process, so a training stage must fit one GPU; with ``launcher: {kind:
+accelerate}`` (pipeline/launch.py) it runs under ``accelerate launch`` on ``num_processes`` processes, whose state
+is sharded when the config file is DeepSpeed ZeRO-3 or FSDP (its name says ``zero3``/``fsdp``):
 ``astro sft/rl`` on a GPU load bf16 weights and AdamW keeps its moments in the weights' dtype (no fp32 master):
 8 B/param; fp32/fp16 and CPU runs keep fp32 weights: 16 B/param. The fixes quote DeepSpeed ZeRO-3 (bf16 weights +
 grads, fp32 master + moments: 16 B/param divided by the processes). Shapes, activations and inference memory:
@@ -14,6 +16,7 @@ from __future__ import annotations
 import json
 import shlex
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, build_config
@@ -147,16 +150,22 @@ def _training(cfg: PipelineConfig, kind: str, tc: Any, base: str, arch: Arch | N
     gpu = tc.device == "cuda" or (tc.device == "auto" and _uses_gpus(cfg))
     rl, server = kind == "GRPO", kind == "GRPO" and tc.use_vllm and tc.vllm_mode == "server"
     colocate = rl and tc.use_vllm and tc.vllm_mode == "colocate"
-    runs = (f"{kind} of {base} via TRL {'GRPOTrainer' if rl else 'SFTTrainer'} in-process on "
-            f"{'one GPU' if gpu else 'CPU'} (1 process, no sharding)" + (f"; generation: {_generation_note(cfg, tc)}"
-                                                                         if rl else ""))
-    plan = StagePlan("", "", runs, 1 + int(server), int(gpu) + (tc.vllm_tensor_parallel_size if server else 0),
-                     "unknown model size")
+    spec = cfg.launcher_spec()
+    procs = spec.num_processes if spec.kind == "accelerate" else 1
+    sharded = procs > 1 and any(w in Path(spec.config_file or "").name for w in ("zero3", "fsdp"))
+    where = (f"in-process on {'one GPU' if gpu else 'CPU'} (1 process, no sharding)" if spec.kind == "inprocess" else
+             f"under accelerate launch on {procs} process(es){' (GPUs)' if gpu else ' on CPU'}, "
+             f"{'sharded (' + Path(spec.config_file or '').name + ')' if sharded else 'data-parallel, unsharded'}")
+    runs = (f"{kind} of {base} via TRL {'GRPOTrainer' if rl else 'SFTTrainer'} {where}"
+            + (f"; generation: {_generation_note(cfg, tc)}" if rl else ""))
+    plan = StagePlan("", "", runs, procs + int(server),
+                     int(gpu) * procs + (tc.vllm_tensor_parallel_size if server else 0), "unknown model size")
     if arch is None:
         return plan
     bf16 = gpu and tc.precision in ("auto", "bf16")
     elem = 2 if bf16 else 4
     state = arch.params * (elem + 0.16 if tc.lora else 4 * elem)  # LoRA: frozen weights + ~1% trained at 16 B
+    state = state / procs if sharded else state
     ref = arch.params * elem if rl and tc.beta > 0 else 0.0  # beta > 0 loads a reference model
     seq = PROMPT_TOKENS + tc.max_completion_length if rl else tc.max_length or 4096
     ckpt = gpu if tc.gradient_checkpointing is None else tc.gradient_checkpointing
@@ -181,7 +190,9 @@ def _training(cfg: PipelineConfig, kind: str, tc: Any, base: str, arch: Arch | N
         plan.problems += _colocate_problems(arch, tc, gpu_gb, context, seq)
     usable = (gpu_gb - RESERVED_GB) * GB
     if gpu and total > usable:
-        plan.problems.append(_shard_fix(kind, arch, ref, act, share, gpu_gb, total))
+        now = (f"sharded over {procs} processes" if sharded else f"data-parallel on {procs} processes, unsharded"
+               if spec.kind == "accelerate" else "in the pipeline's own process, unsharded")
+        plan.problems.append(_shard_fix(kind, arch, ref, act, share, gpu_gb, total, now))
     return plan
 
 
@@ -210,8 +221,9 @@ def _colocate_problems(arch: Arch, tc: Any, gpu_gb: float, context: int, seq: in
     return [f"{cause}. Fix: {fix}"]
 
 
-def _shard_fix(kind: str, arch: Arch, ref: float, act: float, share: float, gpu_gb: float, total: float) -> str:
-    """Refusal of an in-process run larger than one GPU, with the ZeRO-3 process counts that would fit it."""
+def _shard_fix(kind: str, arch: Arch, ref: float, act: float, share: float, gpu_gb: float, total: float,
+               now: str = "in the pipeline's own process, unsharded") -> str:
+    """Refusal of a run larger than one GPU, with the ZeRO-3 process counts that would fit it."""
     usable = (gpu_gb - RESERVED_GB) * GB
 
     def processes(bytes_per_param: float) -> int | None:  # smallest power of two whose shard fits beside the rest
@@ -223,12 +235,11 @@ def _shard_fix(kind: str, arch: Arch, ref: float, act: float, share: float, gpu_
         f"on >= {n_offload} GPUs with offload_optimizer_device: cpu" if n_offload else "")
     how = how or "(activations alone nearly fill a GPU: shorten the micro-batch)"
     lora = arch.params * 2.16 + act + share <= usable
-    return (f"{kind} runs in the pipeline's own process, unsharded: one GPU would hold ~{gb(total)} for the "
+    return (f"{kind} runs {now}: one GPU would hold ~{gb(total)} for the "
             f"{arch.params / 1e9:.1f}B-parameter model, more than the {gpu_gb - RESERVED_GB:g} GiB usable of one "
-            f"{gpu_gb:g} GiB GPU. Fix: the pipeline cannot launch multi-GPU training; train this stage outside it "
-            f"under accelerate with DeepSpeed ZeRO-3 {how}: "
-            f"`accelerate launch --config_file configs/accelerate/deepspeed_zero3.yaml --num_processes {n or 8} -m "
-            f"astro_reasoner.cli {'sft' if kind == 'SFT' else 'rl'} ...` (see configs/accelerate/README.md)"
+            f"{gpu_gb:g} GiB GPU. Fix: train it under accelerate with DeepSpeed ZeRO-3 {how}: in the pipeline YAML "
+            f"`launcher: {{kind: accelerate, num_processes: {n or 8}, config_file: "
+            f"configs/accelerate/deepspeed_zero3.yaml}}` (see configs/accelerate/README.md)"
             + (", or set lora: true" if lora else ""))
 
 
