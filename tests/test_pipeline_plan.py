@@ -63,24 +63,33 @@ def test_70b_recipe_generates_on_tensor_parallel_8_servers(tmp_path):
     assert f"vllm serve {tmp_path / 'run' / 'rl-astro' / 'model'}" in plans["eval-rl-astro"].runs
     rl = plans["rl-astro"]
     assert "vLLM server mode" in rl.runs and "trl vllm-serve" in rl.runs and "--tensor-parallel-size 8" in rl.runs
-    assert rl.gpus == 9  # the trainer's GPU + the 8 of the vLLM server
-    # no colocate problem is left; what remains is the pipeline's in-process training of a 70B model
+    assert "accelerate launch on 32 process(es)" in rl.runs and "deepspeed_zero3" in rl.runs
+    assert rl.gpus == 32 + 8  # ZeRO-3 training on 32 GPUs + the 8 of the vLLM server
+    assert not refusals(plans.values())  # the recipe fits: sharded training, generation on a TP-8 server
+
+
+def test_70b_recipe_trained_in_one_process_is_refused_with_the_launcher_fix(tmp_path):
+    plans = _by_name(plan_stages(_load("llama3.1-70b.yaml", tmp_path, "launcher={kind: inprocess}")))
     problems = refusals(plans.values())
     assert problems and all("pipeline's own process" in p and "ZeRO-3" in p for p in problems)
     assert {n for n, p in plans.items() if p.problems} == set(TRAINING)
 
 
-def test_8b_recipe_generates_on_8_single_gpu_servers_and_its_sft_fits_one_gpu(tmp_path):
+def test_8b_recipe_generates_on_8_single_gpu_servers_and_trains_sharded_on_8(tmp_path):
     plans = _by_name(plan_stages(_load("llama3.1-8b.yaml", tmp_path)))
     assert plans["search"].gpus == 8 and "CUDA_VISIBLE_DEVICES=<replica> vllm serve" in plans["search"].runs
-    assert not plans["sft-astro"].problems and plans["sft-astro"].gpus == 1
+    assert not plans["sft-astro"].problems and plans["sft-astro"].gpus == 8
     assert "vLLM colocated" in plans["rl-astro"].runs
+    assert not refusals(plans.values())
+
+
+def test_8b_recipe_in_one_process_fits_sft_but_not_grpo(tmp_path):
+    plans = _by_name(plan_stages(_load("llama3.1-8b.yaml", tmp_path, "launcher={kind: inprocess}")))
+    assert not plans["sft-astro"].problems and plans["sft-astro"].gpus == 1
     assert [n for n, p in plans.items() if p.problems] == ["rl-direct", "rl-astro"]
     assert "colocated" not in " ".join(plans["rl-astro"].problems)  # vllm_max_model_length fits vLLM's share
-
-
-def test_8b_recipe_plans_without_error_with_grpo_on_a_vllm_server_and_micro_batch_1(tmp_path):
-    cfg = _load("llama3.1-8b.yaml", tmp_path, "rl.vllm_mode=server", "rl.per_device_train_batch_size=1")
+    cfg = _load("llama3.1-8b.yaml", tmp_path, "launcher={kind: inprocess}", "rl.vllm_mode=server",
+                "rl.per_device_train_batch_size=1")
     assert _by_name(plan(cfg))["rl-astro"].gpus == 2
 
 
@@ -108,7 +117,7 @@ def test_a_server_too_small_for_the_model_is_refused(tmp_path):
 
 
 def test_finished_stages_are_not_refused(tmp_path):
-    cfg = _load("llama3.1-70b.yaml", tmp_path)
+    cfg = _load("llama3.1-70b.yaml", tmp_path, "launcher={kind: inprocess}")
     graph = build_graph(cfg)
     for name in ("sft-direct", "sft-astro"):
         write_json(graph.out_dir(name) / "_done.json", {"key": graph.key(name)})
