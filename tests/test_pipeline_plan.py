@@ -104,8 +104,11 @@ def test_70b_grpo_colocated_at_tensor_parallel_1_is_refused_with_cause_and_fix(t
 
 
 def test_colocate_with_tensor_parallel_needs_more_training_processes(tmp_path):
-    plans = plan_stages(_load("llama3.1-70b.yaml", tmp_path, "rl.vllm_mode=colocate"))
-    assert any("vllm_tensor_parallel_size: 8 needs 8 training processes" in p for p in refusals(plans))
+    plans = plan_stages(_load("llama3.1-70b.yaml", tmp_path, "rl.vllm_mode=colocate", "launcher={kind: inprocess}"))
+    assert any("vllm_tensor_parallel_size: 8 needs a multiple of 8 training processes" in p and "trains on 1" in p
+               and "num_processes: 8" in p for p in refusals(plans))
+    plans = plan_stages(_load("llama3.1-70b.yaml", tmp_path, "rl.vllm_mode=colocate"))  # 32 processes: 4 x TP 8
+    assert not any("needs a multiple of" in p for p in refusals(plans))
 
 
 def test_a_server_too_small_for_the_model_is_refused(tmp_path):

@@ -187,7 +187,7 @@ def _training(cfg: PipelineConfig, kind: str, tc: Any, base: str, arch: Arch | N
                                  f"{gb(need)}/GPU for this model. Fix: start it with --tensor-parallel-size {tp} "
                                  f"and set rl.vllm_tensor_parallel_size: {tp}")
     if colocate:
-        plan.problems += _colocate_problems(arch, tc, gpu_gb, context, seq)
+        plan.problems += _colocate_problems(arch, tc, gpu_gb, context, seq, procs)
     usable = (gpu_gb - RESERVED_GB) * GB
     if gpu and total > usable:
         now = (f"sharded over {procs} processes" if sharded else f"data-parallel on {procs} processes, unsharded"
@@ -196,12 +196,14 @@ def _training(cfg: PipelineConfig, kind: str, tc: Any, base: str, arch: Arch | N
     return plan
 
 
-def _colocate_problems(arch: Arch, tc: Any, gpu_gb: float, context: int, seq: int) -> list[str]:
+def _colocate_problems(arch: Arch, tc: Any, gpu_gb: float, context: int, seq: int, procs: int = 1) -> list[str]:
     tp, util = tc.vllm_tensor_parallel_size, tc.vllm_gpu_memory_utilization
-    if tp > 1:
-        return [f"vllm_mode: colocate at vllm_tensor_parallel_size: {tp} needs {tp} training processes per vLLM "
-                "instance; the pipeline trains in one. Fix: vllm_mode: server with a vLLM server of tensor parallel "
-                f"{tp} (`trl vllm-serve --model ... --tensor-parallel-size {tp}`), or vllm_tensor_parallel_size: 1"]
+    if tp > 1 and procs % tp:  # TRL groups the training processes into vLLM instances of tp ranks each
+        return [f"vllm_mode: colocate at vllm_tensor_parallel_size: {tp} needs a multiple of {tp} training processes "
+                f"(one vLLM instance per {tp} ranks); this stage trains on {procs}. Fix: launcher: {{kind: "
+                f"accelerate, num_processes: {tp}}} (or a multiple), or vllm_mode: server with a vLLM server of tensor "
+                f"parallel {tp} (`trl vllm-serve --model ... --tensor-parallel-size {tp}`), or "
+                "vllm_tensor_parallel_size: 1"]
     need = vllm_need(arch, tp, context)
     if need <= util * gpu_gb * GB:
         return []
