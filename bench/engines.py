@@ -38,7 +38,7 @@ import psutil
 from astro_reasoner.types import GenParams
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from search_throughput import Recording  # noqa: E402  (same folder; bench scripts are not a package)
+from search_throughput import Recording, cpu_now  # noqa: E402  (same folder; bench scripts are not a package)
 
 
 def capture(backend: str, model: str, problems: int, threads: int, overrides: list[str]) -> list[dict]:
@@ -76,18 +76,12 @@ def params_of(call: dict) -> GenParams:
 class Engine:
     """One engine under test: a Policy, plus the process whose CPU time counts (a server's, if any)."""
 
-    def __init__(self, name: str, policy, startup_s: float, rss_mb: float, server_pid: int | None = None,
-                 note: str = ""):
-        self.name, self.policy, self.startup_s, self.rss_mb, self.server_pid, self.note = \
-            name, policy, startup_s, rss_mb, server_pid, note
+    def __init__(self, name: str, policy, startup_s: float, rss_mb: float, note: str = ""):
+        self.name, self.policy, self.startup_s, self.rss_mb, self.note = name, policy, startup_s, rss_mb, note
         self.tokens, self.wall, self.cpu, self.calls = 0, 0.0, 0.0, 0
 
     def cpu_now(self) -> float:
-        own = time.process_time()
-        if self.server_pid is not None:
-            t = psutil.Process(self.server_pid).cpu_times()
-            own += t.user + t.system
-        return own
+        return cpu_now(self.policy)  # this process + a server engine's own process (search_throughput.cpu_now)
 
     def run(self, call: dict) -> list:
         c0, t0 = self.cpu_now(), time.perf_counter()
@@ -138,7 +132,7 @@ def _llama_server(model: str, threads: int, slots: int) -> Engine:
         raise ImportError(str(exc)) from None
     pid = policy.server.procs[0].pid
     rss = psutil.Process(pid).memory_info().rss / 2 ** 20
-    return Engine("llama-server", policy, time.perf_counter() - t0, rss, server_pid=pid,
+    return Engine("llama-server", policy, time.perf_counter() - t0, rss,
                   note=f"{policy.decoding}, continuous batching")
 
 
