@@ -27,7 +27,7 @@ $(SETUP_STAMP):
 	rm -f $(VENV)/.setup-*
 	touch $@
 
-# Test-only extras: the llama.cpp OpenAI-compatible server (compiled once, wheel cached) and Chromium.
+# Test-only extras: Chromium (the server tests use the llama-server that `setup` builds).
 setup-test: setup
 	bash scripts/setup_test_extras.sh $(PY)
 	$(VENV)/bin/astro model prepare smollm2-135m
@@ -38,7 +38,7 @@ demo: setup
 
 test: setup-test
 	$(PY) -m pytest -q -m "not slow and not server and not browser and not e2e" --timeout 600
-	$(PY) -m pytest -q -m "slow or server or browser or e2e" --timeout 1800 --durations=8
+	$(PY) -m pytest -q -m "slow or server or browser or e2e" --timeout 1800 --durations=30
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow and not server and not browser and not e2e" --timeout 600

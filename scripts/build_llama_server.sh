@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds llama.cpp's C++ server (`llama-server`), the `llamacpp` backend's engine, once per machine.
 #
-# Source: the llama.cpp tree vendored in the pinned llama-cpp-python sdist from PyPI (the same llama.cpp the
-# Python binding of the test extras uses; no other network source is needed). Static build, AVX2/FMA/F16C
+# Source: the llama.cpp tree vendored in the pinned llama-cpp-python sdist from PyPI (only its source is used;
+# no other network source is needed). The server tests run this binary too. Static build, AVX2/FMA/F16C
 # kernels (GGML_NATIVE=OFF, so a binary cached on one machine of this kind runs on another), no curl/ssl.
 # Installed as $ASTRO_CACHE/bin/llama-server (default ~/.cache/astro-reasoner/bin); later runs find it and
 # return at once. Takes ~25-40 minutes on 2 cores the first time.

@@ -1,4 +1,5 @@
-"""Helpers for the backend tests: a tiny GGUF file, a scripted local HTTP server, the real llama.cpp server.
+"""Helpers for the backend tests: a tiny GGUF file, a scripted local HTTP server, the real llama.cpp server
+(llama.cpp's C++ ``llama-server``, built by ``make setup``).
 
 The scripted server is only used to test the openai client's own error handling (retries, fallbacks, load
 spreading); the contract suite runs the openai backend against a real llama.cpp server.
@@ -62,6 +63,7 @@ class ScriptedServer:
         self.behaviour = behaviour
         self.models = models  # what GET /v1/models lists; None: the endpoint does not exist (404)
         self.requests: list[dict] = []
+        self.auth: list[str | None] = []  # the Authorization header of each POST
         self.lock = threading.Lock()
         outer = self
 
@@ -87,6 +89,7 @@ class ScriptedServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with outer.lock:
                     outer.requests.append(body)
+                    outer.auth.append(self.headers.get("Authorization"))
                     count = len(outer.requests)
                 result = outer.behaviour(body, count)
                 if result == "drop":  # close the connection without an answer
@@ -120,33 +123,51 @@ def completion_response(texts, finish="length", tokens_per_choice=3, stop_token_
 
 # ------------------------------------------------------------------------------------------- llama.cpp
 
-@contextmanager
-def llama_cpp_server(gguf_path: Path, log_path: Path, threads: int = 1, startup_timeout: float = 120.0,
-                     alias: str = "smollm2-135m", reproducible: bool = True):
-    """Run ``python -m llama_cpp.server`` on a free local port, serving ``gguf_path`` under the name ``alias``
-    (what clients ask for), reproducibly unless told otherwise (one token per batch: see
-    backends/openai_http.py); yield its base URL; always stop it."""
-    from astro_reasoner.backends.openai_http import LLAMA_CPP_DETERMINISTIC_ARGS
+def require_llama_server() -> str:
+    """The ``llama-server`` executable (``backends.llamacpp.find_llama_server``), or fail the test saying how to
+    get one (the server tests run llama.cpp's C++ server, not the llama-cpp-python binding)."""
+    import pytest
 
+    from astro_reasoner.backends.llamacpp import find_llama_server
+
+    exe = find_llama_server()
+    if exe is None:
+        pytest.fail("no llama-server binary: `make setup` builds it (scripts/build_llama_server.sh)")
+    return exe
+
+
+# llama-server flags for reproducible outputs: one slot (no other request's tokens share a batch) and no prompt
+# cache (every request evaluates its whole prompt the same way); see backends/openai_http.py and llamacpp.py
+LLAMA_SERVER_DETERMINISTIC_ARGS = ("-np", "1", "--no-cache-prompt")
+
+
+@contextmanager
+def llama_server(gguf_path: Path, log_path: Path, threads: int = 1, startup_timeout: float = 120.0,
+                 alias: str = "smollm2-135m", reproducible: bool = True):
+    """Run llama.cpp's ``llama-server`` (the one ``make setup`` builds) on a free local port, serving
+    ``gguf_path`` under the name ``alias`` (what clients ask for), reproducibly unless told otherwise (one slot,
+    no prompt cache; otherwise one slot that keeps its prompt cache); yield its base URL; always stop it."""
+    exe = require_llama_server()
     port = free_port()
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path), "--model_alias", alias,
-           "--host", "127.0.0.1", "--port", str(port), "--n_threads", str(threads), "--n_threads_batch", str(threads),
-           "--n_ctx", "2048", "--verbose", "False", *(LLAMA_CPP_DETERMINISTIC_ARGS if reproducible else ())]
+    cmd = [exe, "--model", str(gguf_path), "--alias", alias, "--host", "127.0.0.1", "--port", str(port),
+           "-t", str(threads), "-tb", str(threads), "-c", "2048", "--no-webui",
+           *(LLAMA_SERVER_DETERMINISTIC_ARGS if reproducible else ("-np", "1"))]
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + startup_timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"llama.cpp server exited with {proc.returncode}:\n{log_path.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
+                raise RuntimeError(f"llama-server exited with {proc.returncode}:\n{log_path.read_text()[-2000:]}")
+            try:  # /health: 200 once the model is loaded (llama-server answers /v1/models while loading)
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200 and \
+                        httpx.get(f"{url}/models", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"llama.cpp server did not answer within {startup_timeout}s:\n"
+                raise RuntimeError(f"llama-server did not answer within {startup_timeout}s:\n"
                                    f"{log_path.read_text()[-2000:]}")
             time.sleep(0.3)
         yield url

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from astro_reasoner.types import Node, SearchTree
+from astro_reasoner.types import Node, SearchTree, Verdict
 
 _SUBJECTS = ["Tom", "Anna", "the baker", "each box", "the train", "Maria", "the class", "the farmer", "the store"]
 _VERBS = ["has", "buys", "sells", "needs", "gives away", "collects", "bakes", "packs", "loses"]
@@ -37,7 +37,7 @@ def build_tree(spec: list[tuple[int, str, str | None]], gold: str = "10", proble
         if answer is not None:
             n.terminal = True
             n.answer = answer or None
-            n.verdict = "unparseable" if not answer else ("correct" if answer == gold else "wrong")
+            n.verdict = Verdict.UNPARSEABLE if not answer else (Verdict.CORRECT if answer == gold else Verdict.WRONG)
             n.visits, n.value_sum = 1, (1.0 if answer == gold else -1.0)
         nodes[parent].children.append(i)
         nodes.append(n)

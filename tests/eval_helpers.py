@@ -7,7 +7,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from astro_reasoner.types import Node, SearchTree
+from astro_reasoner.types import Node, SearchTree, Verdict
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
@@ -53,7 +53,7 @@ def big_tree(n_nodes: int = 5000, seed: int = 0, width: int = 4) -> SearchTree:
         nd.terminal = nd.depth >= 3 and rng.random() < 0.35
         if nd.terminal:
             nd.answer = str(rng.randint(1, 9))
-            nd.verdict = "correct" if nd.answer == "7" else "wrong"
+            nd.verdict = Verdict.CORRECT if nd.answer == "7" else Verdict.WRONG
         nodes.append(nd)
         parent.children.append(i)
     for nd in reversed(nodes):  # back up visits/values bottom-up

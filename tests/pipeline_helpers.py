@@ -2,15 +2,35 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-# The llama.cpp server as the pipeline starts it for each checkpoint (one thread: tests share 2 cores; one
-# token per batch: reproducible outputs, see backends/openai_http.py).
-LLAMA_SERVER = ("{python} -m llama_cpp.server --model {gguf} --model_alias {model} --host {host} --port {port} "
-                "--n_threads 1 --n_threads_batch 1 --n_ctx 2048 --verbose False --n_batch 1 --n_ubatch 1")
+# The llama.cpp server as the pipeline starts it for each checkpoint: llama.cpp's C++ llama-server (`make setup`
+# builds it; tests that start it call llama_server_command(), which fails with that fix when it is missing). One
+# thread: tests share 2 cores; one slot and no prompt cache: reproducible outputs (see backends/openai_http.py).
+LLAMA_SERVER_ARGS = ("--model {gguf} --alias {model} --host {host} --port {port} -t 1 -tb 1 -c 2048 -np 1 "
+                     "--no-cache-prompt --no-webui")
+
+
+def _llama_server_exe() -> str | None:
+    from astro_reasoner.backends.llamacpp import find_llama_server
+
+    return find_llama_server()
+
+
+# the command template as a constant, for tests that only read it (e.g. --plan); the binary need not exist
+LLAMA_SERVER = f"{shlex.quote(_llama_server_exe() or 'llama-server')} {LLAMA_SERVER_ARGS}"
+
+
+def llama_server_command() -> str:
+    """The ``server.command`` template running the ``llama-server`` that ``make setup`` builds (fails the
+    test, naming the fix, when there is none)."""
+    from backend_helpers import require_llama_server
+
+    return f"{shlex.quote(require_llama_server())} {LLAMA_SERVER_ARGS}"
 
 
 def build_format_tuned_tiny(tiny_model_dir: Path, tmp: Path) -> Path:

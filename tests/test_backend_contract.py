@@ -3,8 +3,8 @@
 - ``tiny-hf``: the tiny random Llama through transformers (fast);
 - ``smollm2-hf``: SmolLM2-135M-Instruct (converted from its GGUF) through transformers (``slow``);
 - ``tiny-ct2`` / ``smollm2-ct2``: the same models through CTranslate2 (int8; skipped without ctranslate2);
-- ``smollm2-openai``: the same GGUF served by a real llama.cpp server (llama-cpp-python), reached through
-  the openai backend (``server``);
+- ``smollm2-openai``: the same GGUF served by a real llama.cpp server (the ``llama-server`` binary that
+  ``make setup`` builds, one slot, no prompt cache), reached through the openai backend (``server``);
 - ``tiny-llamacpp`` / ``tiny-llamacpp-det`` / ``smollm2-llamacpp``: llama.cpp's C++ server started by the
   ``llamacpp`` backend on a Q8_0 conversion (parallel slots; ``-det``: one slot, no prompt cache, seeds
   reproducible; the tiny model keeps that slow mode cheap)
@@ -23,7 +23,7 @@ import pytest
 from astro_reasoner.backends import BackendError, make_backend
 from astro_reasoner.prompts import PromptBuilder
 from astro_reasoner.types import Completion, GenParams
-from backend_helpers import free_port, llama_cpp_server, smollm2_gguf
+from backend_helpers import free_port, llama_server, smollm2_gguf
 
 PROBLEMS = ("Tom has 3 boxes with 4 apples in each box. He eats 2 apples. How many apples are left?",
             "A shop sells pens at 5 dollars each. Ann buys 6 pens and pays with 50 dollars. What is her change?")
@@ -43,8 +43,7 @@ class Case:
 
 @pytest.fixture(scope="session")
 def llama_server_url(tmp_path_factory):
-    pytest.importorskip("llama_cpp", reason="install llama-cpp-python[server] to run the server tests")
-    with llama_cpp_server(smollm2_gguf(), tmp_path_factory.mktemp("llama") / "server.log") as url:
+    with llama_server(smollm2_gguf(), tmp_path_factory.mktemp("llama") / "server.log") as url:
         yield url
 
 
@@ -60,9 +59,13 @@ def _build(name: str, request) -> Case:
             policy = make_backend("ct2", str(request.getfixturevalue("tiny_model_dir")), batch_size=4,
                                   cache_dir=str(request.getfixturevalue("tmp_path_factory").mktemp("ct2")))
             return Case(policy, stop=("\n\n", " "), max_tokens=16, logprob_tol=0.05)
-        # measured on SmolLM2: 0.0096 nats/token between a batched row and the same prompt alone
-        return Case(make_backend("ct2", "smollm2-135m", batch_size=8), stop=("\n\n",), max_tokens=24,
-                    logprob_tol=0.05)
+        # float32 here, not the int8 default: int8 GEMMs quantize activations per batch, so a batched row's
+        # scores differ from the same prompt alone by ~0.01 nats/token, enough to flip a near-tied greedy token
+        # on some CPUs (a fresh-clone CI run: "... pens are sold." alone, "... are paid with 5 dollars."
+        # batched). The contract is about the backend's batching and stopping, which float32 shows exactly;
+        # tiny-ct2 keeps int8 covered.
+        return Case(make_backend("ct2", "smollm2-135m", batch_size=8, compute_type="float32"), stop=("\n\n",),
+                    max_tokens=24, logprob_tol=1e-3)
     if "-llamacpp" in name:
         from astro_reasoner.backends.llamacpp import find_llama_server
 
@@ -179,8 +182,12 @@ def test_greedy_is_greedy_and_rows_stop_independently(case):
     """Temperature 0 gives identical samples, and each row of a batch ends where it would alone."""
     params = GenParams(n=2, max_tokens=case.max_tokens, stop=case.stop, temperature=0.0)
     batched = case.policy.generate(case.prompts, params)
-    for per_prompt in batched:
-        assert per_prompt[0] == per_prompt[1]
+    for a, b in batched:
+        # same text and length; the log-probability may differ in the last digits when the engine evaluates
+        # the two rows in one batch (llama.cpp's batched kernels are not bit-identical across batch shapes)
+        assert (a.text, a.finish_reason, a.tokens, a.prompt_tokens) == (b.text, b.finish_reason, b.tokens,
+                                                                         b.prompt_tokens)
+        assert abs(a.logprob_sum - b.logprob_sum) / max(a.tokens, 1) <= case.logprob_tol, (a, b)
     alone = [case.policy.generate([p], GenParams(n=1, max_tokens=case.max_tokens, stop=case.stop,
                                                 temperature=0.0))[0][0] for p in case.prompts]
     assert [(c.text, c.finish_reason, c.tokens) for c in alone] == \

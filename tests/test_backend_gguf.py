@@ -67,25 +67,41 @@ def test_other_architectures_and_outtypes_are_refused_with_the_fix(ckpt):
         hf_to_gguf(ckpt.parent / "empty")
 
 
-def test_llama_cpp_computes_the_same_logits_as_transformers(ckpt):
-    """The Q/K row permutation, norms, tied head and vocabulary are right only if the logits agree."""
-    llama_cpp = pytest.importorskip("llama_cpp", reason="install llama-cpp-python to check the GGUF numerically")
+@pytest.mark.server
+def test_llama_cpp_computes_the_same_logits_as_transformers(ckpt, tmp_path):
+    """The Q/K row permutation, norms, tied head and vocabulary are right only if llama.cpp (its C++
+    ``llama-server``) tokenizes the text as the HF tokenizer does and its log-probabilities agree with
+    transformers' at every position (the ``top`` most likely tokens of each, from the raw logits)."""
+    import httpx
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from backend_helpers import llama_server
 
     text = "<|im_start|>user\nTom has 3 boxes with 4 apples in each box.<|im_end|>\n<|im_start|>assistant\n"
     ids = AutoTokenizer.from_pretrained(ckpt)(text, add_special_tokens=False).input_ids
     model = AutoModelForCausalLM.from_pretrained(ckpt, dtype=torch.float32).eval()
     with torch.no_grad():
-        hf_logits = model(torch.tensor([ids])).logits[0].numpy()
-    llm = llama_cpp.Llama(str(hf_to_gguf(ckpt)), n_ctx=256, n_threads=1, logits_all=True, verbose=False)
-    try:
-        assert llm.tokenize(text.encode(), add_bos=False, special=True) == ids
-        llm.eval(ids)
-        cpp_logits = np.array(llm.scores[: len(ids)])
-    finally:
-        llm.close()
-    assert np.abs(cpp_logits - hf_logits).max() < 1e-3 * max(1.0, np.abs(hf_logits).max())
+        hf_logits = model(torch.tensor([ids])).logits[0]
+    hf_logprobs = torch.log_softmax(hf_logits, dim=-1).numpy()
+    top = 8
+    with llama_server(hf_to_gguf(ckpt), tmp_path / "server.log", alias="tiny") as url:
+        base = url.removesuffix("/v1")
+        cpp_ids = httpx.post(f"{base}/tokenize", json={"content": text, "add_special": False,
+                                                      "parse_special": True}, timeout=60).json()["tokens"]
+        assert cpp_ids == ids
+        for pos in range(len(ids)):  # the distribution after ids[: pos + 1], from its raw logits
+            out = httpx.post(f"{base}/completion", json={"prompt": ids[: pos + 1], "n_predict": 1, "n_probs": top,
+                                                         "temperature": 0.0, "cache_prompt": False},
+                             timeout=60).json()
+            assert out["tokens_evaluated"] == pos + 1  # the token prompt as given, no BOS added
+            (first,) = out["completion_probabilities"][:1]
+            cpp = {t["id"]: t["logprob"] for t in first["top_logprobs"]}
+            assert len(cpp) == top
+            want = hf_logprobs[pos]
+            assert set(cpp) <= set(np.argsort(-want)[: top + 2].tolist())  # the same most likely tokens (ties aside)
+            got = np.array([cpp[i] for i in cpp])
+            assert np.abs(got - want[list(cpp)]).max() < 2e-3 * max(1.0, float(hf_logits.abs().max())), pos
 
 
 def test_q8_0_stores_matrices_as_8_bit_blocks_close_to_the_weights(ckpt, tmp_path):

@@ -11,7 +11,7 @@ import torch
 
 from astro_reasoner.backends import HFBackend, make_backend
 from astro_reasoner.backends.hf import _StopOnStrings
-from astro_reasoner.backends.hf_decode import _nucleus, prefill
+from astro_reasoner.backends.hf_decode import _nucleus, cache_kwarg, prefill
 from astro_reasoner.backends.tokenizing import PromptTokenizer
 from astro_reasoner.types import GenParams
 
@@ -222,7 +222,7 @@ def test_shared_prefill_cache_equals_each_prompts_own_cache(tiny_model_dir):
         assert input_ids.shape[0] == len(prompts)
         for r, x in enumerate(ids):
             alone = DynamicCache(config=policy.model.config)
-            policy.model(input_ids=torch.tensor([x[:-1]]), past_key_values=alone, use_cache=True)
+            policy.model(input_ids=torch.tensor([x[:-1]]), **{cache_kwarg(policy.model): alone}, use_cache=True)
             keep = mask[r, :-1].nonzero().squeeze(1)  # this row's real tokens in the shared layout
             assert input_ids[r, mask[r].bool()].tolist() == x
             for mine, own in zip(cache.layers, alone.layers):

@@ -225,3 +225,22 @@ def test_llama_server_logprob_format_and_missing_logprobs(client_for):
     with ScriptedServer(lambda b, c: (200, {"choices": [{"text": "5.", "finish_reason": "length"}]})) as srv:
         with pytest.raises(BackendError, match="no usable logprobs"):
             client_for(srv.url).generate(["hi"], GenParams(max_tokens=2))
+
+
+def test_base_url_and_api_key_come_from_the_environment_as_in_the_openai_client(tiny_model_dir, monkeypatch):
+    with ScriptedServer(ok) as srv, ScriptedServer(ok) as other:
+        monkeypatch.setenv("OPENAI_BASE_URL", srv.url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
+        for options in ({}, {"base_url": other.url, "api_key": "sk-given"}, {"base_url": other.url, "api_key": ""}):
+            policy = make_backend("openai", str(tiny_model_dir), server_model="scripted-model", **options)
+            try:
+                (comps,) = policy.generate(["hi"], GenParams(max_tokens=3, seed=1))
+            finally:
+                policy.close()
+            assert [c.text for c in comps] == ["s0"]
+    assert srv.auth == ["Bearer sk-from-env"]  # neither given: both from the environment
+    assert other.auth == ["Bearer sk-given", None]  # given values win; api_key="" sends no key
+    monkeypatch.delenv("OPENAI_BASE_URL")
+    from astro_reasoner.backends.openai_http import default_endpoint
+
+    assert default_endpoint(None, None) == ("http://127.0.0.1:8000/v1", "sk-from-env")

@@ -17,7 +17,7 @@ import pytest
 
 from astro_reasoner.backends import BackendError
 from astro_reasoner.backends.server import ModelServer, ServerSpec
-from pipeline_helpers import LLAMA_SERVER
+from pipeline_helpers import llama_server_command
 
 
 def test_a_server_that_exits_at_start_is_a_clear_error_with_its_log(tmp_path):
@@ -50,7 +50,6 @@ def test_search_survives_a_killed_llama_cpp_server(tiny_model_dir, tmp_path):
     """The server dies mid-search: `astro search` exits with one error line naming the server and the request;
     finished trees are kept byte for byte and equal an uninterrupted run's; the same command, once the server
     is back, finishes the rest with every problem exactly once."""
-    pytest.importorskip("llama_cpp", reason="install llama-cpp-python[server] to run the server tests")
     from astro_reasoner.data import synthesize, write_problems
 
     write_problems(tmp_path / "p.jsonl", synthesize(steps=1, n=8, seed=0, ops="+", max_value=4))
@@ -64,7 +63,7 @@ def test_search_survives_a_killed_llama_cpp_server(tiny_model_dir, tmp_path):
         return subprocess.Popen(argv, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, start_new_session=True, **kw)
 
-    spec = ServerSpec(command=LLAMA_SERVER)
+    spec = ServerSpec(command=llama_server_command())
     with ModelServer(spec, model, tmp_path / "logs") as srv:
         ref = search(srv.urls[0], tmp_path / "ref")
         assert ref.wait(timeout=900) == 0, ref.stderr.read().decode()[-2000:]

@@ -16,7 +16,6 @@ from astro_reasoner.config import ConfigError
 
 def _roundtrip_rate(n_trees: int, **cfg_values) -> tuple[int, int, list[str]]:
     cfg = CloneConfig(**cfg_values)
-    cfg.validate()
     phrases, patterns = load_phrases(), load_patterns()
     ok = total = 0
     failures = []
@@ -49,7 +48,6 @@ def test_roundtrip_with_repeated_steps_uses_ordinals():
     tree = build_tree([(0, same, None), (1, same, None), (2, "So \\boxed{8}.", "8"),
                        (1, "Then 7 * 2 = 14, so \\boxed{14}.", "14")], gold="14")
     cfg = CloneConfig(max_backtracks=1, direct_traces=0, search_traces=1)
-    cfg.validate()
     (tr,), _ = linearize_tree(tree, cfg)
     text = render_trace(tr, tree, load_phrases())
     assert "(the first time)" in text  # the backtrack goes to the first of two identical steps

@@ -173,7 +173,7 @@ def test_cli_check(capsys, tmp_path):
     assert "extracted: 1,000" in out and "verdict:   correct" in out
     f = tmp_path / "c.txt"
     f.write_text("The answer is 12.", encoding="utf-8")
-    assert main(["check", "-g", "13", "--file", str(f)]) == 0
+    assert main(["check", "-g", "13", "--file", str(f)]) == 1  # wrong: exit 1 (0 only for correct)
     assert "verdict:   wrong" in capsys.readouterr().out
     assert main(["check", "-g", "13"]) == 2  # neither --completion nor --file
 

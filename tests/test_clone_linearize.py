@@ -35,7 +35,6 @@ def known_tree(problem_id: str = "p0"):
 
 def cfg(**kw) -> CloneConfig:
     c = CloneConfig(**kw)
-    c.validate()
     return c
 
 

@@ -41,7 +41,6 @@ def test_rewrite_rejections_fall_back_to_the_template(tmp_path, tiny_policy, che
     trees = write_trees(tmp_path / "trees.jsonl", [known_tree(f"p{i}") for i in range(3)])
     cfg = CloneConfig(max_backtracks=2, direct_traces=0, search_traces=1, rewrite=True, rewrite_max_tokens=24,
                       batch_size=2)
-    cfg.validate()
     stats = run_clone(trees, tmp_path / "out", cfg, checker, policy=tiny_policy)
     assert stats["rewrite_attempted"] == 3 and stats["rewrite_accepted"] == 0
     assert sum(stats["rewrite_reasons"].values()) == 3
@@ -55,7 +54,6 @@ def test_rewrite_rejections_fall_back_to_the_template(tmp_path, tiny_policy, che
 def test_selfeval_votes_are_stored_and_filter(tmp_path, tiny_policy, checker):
     trees = write_trees(tmp_path / "trees.jsonl", [known_tree(f"p{i}") for i in range(2)])
     cfg = CloneConfig(max_backtracks=1, selfeval=True, votes=3, selfeval_max_tokens=4)
-    cfg.validate()
     stats = run_clone(trees, tmp_path / "out", cfg, checker, policy=tiny_policy)
     recs = list(read_jsonl(tmp_path / "out" / "selfeval.jsonl"))  # one vote set per correct terminal
     assert [list(r["votes"]) for r in recs] == [["3"], ["3"]]
@@ -89,6 +87,27 @@ def test_best_of_n_respects_the_tree_budget(tmp_path, tiny_policy, checker):
     again = run_best_of_n(tmp_path / "trees.jsonl", tmp_path / "bon", cfg, checker, tiny_policy)
     assert again["samples"] == stats["samples"]  # resumed: nothing drawn twice
     assert len(list(read_jsonl(tmp_path / "bon" / "bestofn.jsonl"))) == 2
+
+
+def test_cli_best_of_n_takes_the_model_from_the_search_summary(tmp_path, tiny_model_dir, capsys):
+    from astro_reasoner.cli import main
+
+    search = tmp_path / "s"  # as the README: `astro baseline best-of-n --trees runs/s --out runs/bon`
+    search.mkdir()
+    write_trees(search / "trees.jsonl", [build_tree([(0, "So \\boxed{123456789}.", "123456789")], gold="123456789",
+                                                    problem_id="b0", stats={"generated_tokens": 16})])
+    argv = ["baseline", "best-of-n", "--trees", str(search), "--out", str(tmp_path / "bon"), "max_tokens=8",
+            "batch=2"]
+    assert main(argv) == 1  # no --model and no summary.json: says where the model comes from
+    assert "model is not set (nor named by the search's summary.json)" in capsys.readouterr().err
+    (search / "summary.json").write_text(json.dumps({"trees": 1, "model": str(tiny_model_dir), "backend": "hf"}))
+    assert main(argv) == 0
+    assert f"model: {tiny_model_dir} (from the search's summary.json" in capsys.readouterr().err
+    sft = tmp_path / "bon" / "sft.jsonl"
+    assert sft.read_text() == ""  # random text never finds 123456789: nothing to train on
+    assert main(["sft", "--data", str(sft), "--model", str(tiny_model_dir), "--out", str(tmp_path / "sft")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no examples (the file is empty)" in err[0]
 
 
 def test_cli_clone_with_rewrite_and_selfeval(tmp_path, tiny_model_dir, capsys):

@@ -31,7 +31,6 @@ def write_trees(path, trees, extra_lines=()):
 
 def cfg(**kw) -> CloneConfig:
     c = CloneConfig(**kw)
-    c.validate()
     return c
 
 
@@ -72,26 +71,38 @@ def test_train_loaders_accept_the_export(tmp_path, checker):
     assert load_rl_rows(tmp_path / "out" / "rl.jsonl")[0]["answer"] == "10"
 
 
-def test_bad_inputs_are_counted_not_fatal(tmp_path, checker):
+def test_unusable_trees_are_counted_not_fatal(tmp_path, checker):
     good = known_tree("good")
     no_correct = build_tree([(0, "x = 3, \\boxed{3}", "3")], gold="10", problem_id="nocorrect")
     no_wrong = build_tree([(0, "a = 10", None), (1, "\\boxed{10}", "10")], gold="10", problem_id="nowrong")
     broken = build_tree([(0, "a", None)], problem_id="broken")
     broken.nodes[1].parent = 7
-    lines = ["{not json", json.dumps({"problem_id": "x"}), json.dumps(broken.to_json()),
-             json.dumps(good.to_json()), '{"torn": ']
     path = tmp_path / "trees.jsonl"
-    write_trees(path, [good, no_correct, no_wrong], lines)
+    write_trees(path, [good, no_correct, no_wrong], [json.dumps(broken.to_json()), '{"torn": '])
     path.write_text(path.read_text().rstrip("\n"))  # a torn last line, as a killed search leaves
     stats = run_clone(path, tmp_path / "out", cfg(), checker)
-    assert (stats["valid_trees"], stats["malformed"], stats["duplicate_ids"]) == (3, 4, 1)
+    assert (stats["valid_trees"], stats["malformed"], stats["duplicate_ids"]) == (3, 1, 0)
     # good: 1 direct + 3 search traces; nowrong: its direct trace only
     assert (stats["no_correct"], stats["no_wrong"], stats["examples"]) == (1, 1, 5)
     text = "\n".join(stats["messages"])
-    for needle in ("not valid JSON", "not a search tree record", "broken tree", "torn last line",
-                   "already read", "no correct terminal", "no wrong terminal"):
+    for needle in ("broken tree", "no correct terminal", "no wrong terminal"):
         assert needle in text, needle
     assert stats["rl_prompts"] == 3
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("{not json", r"trees\.jsonl:2: not valid JSON"),
+    (json.dumps({"problem_id": "x"}), r"trees\.jsonl:2: not a search tree record"),
+    (None, r"trees\.jsonl:2: problem id 'good' already read from .*trees\.jsonl:1"),
+])
+def test_a_bad_line_in_the_middle_is_one_error_naming_file_and_line(tmp_path, checker, bad, message):
+    # The same policy as every JSONL reader (io.jsonl_rows): only a torn last line may be dropped.
+    good = known_tree("good")
+    path = tmp_path / "trees.jsonl"
+    path.write_text("\n".join([json.dumps(good.to_json()), bad or json.dumps(good.to_json()),
+                               json.dumps(known_tree("other").to_json())]) + "\n")
+    with pytest.raises(DataError, match=message):
+        run_clone(path, tmp_path / "out", cfg(), checker)
 
 
 def test_empty_and_missing_trees(tmp_path, checker):
@@ -119,7 +130,7 @@ def test_rerun_resumes_and_refuses_other_settings(tmp_path, checker):
     first = run_clone(tmp_path / "trees.jsonl", tmp_path / "out", cfg(max_backtracks=1), checker)
     again = run_clone(tmp_path / "trees.jsonl", tmp_path / "out", cfg(max_backtracks=1), checker)
     assert first == again and len(list(read_jsonl(tmp_path / "out" / "cots.jsonl"))) == first["traces"] == 4
-    with pytest.raises(ConfigError, match="other clone settings.*max_backtracks"):
+    with pytest.raises(ConfigError, match="other settings \\(max_backtracks: 1 -> 2;"):
         run_clone(tmp_path / "trees.jsonl", tmp_path / "out", cfg(max_backtracks=2), checker)
     stats = run_clone(tmp_path / "trees.jsonl", tmp_path / "out", cfg(max_backtracks=2), checker, overwrite=True)
     assert stats["backtrack_distribution"] == {"0": 1, "2": 3}

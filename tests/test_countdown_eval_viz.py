@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 
 import pytest
 
 from astro_reasoner.evaluate.metrics import maj_at_k, majority_vote
 from astro_reasoner.tasks import vote_keys
 from astro_reasoner.tasks.countdown import SOLVED, vote_key
-from astro_reasoner.types import Completion
+from astro_reasoner.types import Completion, GenParams
 
 PUZZLE = {"task": "countdown", "numbers": [8, 2, 3, 4], "target": 22}
 
@@ -28,18 +29,18 @@ class Scripted:
     def __init__(self, texts: list[str]):
         self.texts, self.prompts = texts, []
 
-    def apply_chat_template(self, messages, continue_text=""):
+    def apply_chat_template(self, messages: Sequence[dict[str, str]], continue_text: str = "") -> str:
         return messages[-1]["content"] + "\n" + continue_text
 
-    def generate(self, prompts, params):
+    def generate(self, prompts: Sequence[str], params: GenParams) -> list[list[Completion]]:
         self.prompts.extend(prompts)
         return [[Completion(self.texts[j % len(self.texts)], 5, 0.0, "eos") for j in range(params.n)]
                 for _ in prompts]
 
-    def count_tokens(self, text):
+    def count_tokens(self, text: str) -> int:
         return len(text.split())
 
-    def close(self):
+    def close(self) -> None:
         pass
 
 

@@ -347,3 +347,52 @@ def test_data_synth_task_option_feeds_the_pipeline_spec():
     assert [p.meta["split"] for p in ps] == ["validation"] * 5 and all(len(p.meta["numbers"]) == 3 for p in ps)
     with pytest.raises(ValueError, match="unknown option"):
         synthesize(n=5, split="train")
+
+
+# ---- step verification (issue 16, variant 1): a right box after false arithmetic ------------------------------
+
+TRUE_PATH = "3 * 4 = 12. Left: 2, 12.\n\n12 + 2 = 14. Left: 14.\n\n\\boxed{3 * 4 + 2}"
+
+
+@pytest.mark.parametrize("text, reason", [
+    (TRUE_PATH, None),
+    ("3 * 4 = 13. Left: 2, 13.\n\n13 + 1 = 14. Left: 14.\n\n\\boxed{3 * 4 + 2}", "is false (3 * 4 = 12)"),
+    ("3 * 3 = 9. Left: 2, 4, 9.\n\n\\boxed{3 * 4 + 2}", "not left"),             # 3 used twice
+    ("3 * 4 = 12. Left: 12.\n\n\\boxed{3 * 4 + 2}", "the numbers left are 2, 12"),  # 2 dropped from the list
+    ("3 / 2 = 1. Left: 1, 4.\n\n\\boxed{3 * 4 + 2}", "non-integer intermediate"),
+    ("4 - 4 = 0. Left: 0, 2, 3.\n\n\\boxed{3 * 4 + 2}", "not left"),
+    ("Some prose without steps.\n\n\\boxed{3 * 4 + 2}", None),                # nothing checkable: nothing false
+    (TRUE_PATH.replace("\\boxed", "Check: 3 * 4 + 2 = 12 + 2 = 14. The answer is \\boxed"), None),
+    (TRUE_PATH.replace("\\boxed", "Check: 3 * 4 + 2 = 12 + 2 = 15. The answer is \\boxed"), "sides are 14, 15"),
+    (TRUE_PATH.replace("\\boxed", "Check: 3 * 4 + 2 = 12 + x. The answer is \\boxed"), "check '"),
+])
+def test_check_steps_finds_the_first_false_step(text, reason):
+    from astro_reasoner.tasks.countdown import check_steps
+
+    found = check_steps(text, (3, 4, 2))
+    assert (found is None) if reason is None else (reason in found), found
+
+
+def test_step_verification_turns_a_right_box_after_false_arithmetic_wrong_only_when_asked():
+    false_path = "3 * 4 = 13. Left: 2, 13.\n\n13 + 1 = 14. Left: 14.\n\n\\boxed{3 * 4 + 2}"
+    assert verify(false_path, (3, 4, 2), 14)[0] == Verdict.CORRECT           # the paper's verifier: the box
+    verdict, answer, reason = verify(false_path, (3, 4, 2), 14, steps=True)
+    assert (verdict, answer) == (Verdict.WRONG, "3 * 4 + 2") and "false" in reason
+    assert verify(TRUE_PATH, (3, 4, 2), 14, steps=True)[0] == Verdict.CORRECT
+    assert CountdownGold((3, 4, 2), 14, steps=True).verify(false_path)[0] == Verdict.WRONG
+    # a wrong box stays wrong for its own reason
+    assert "target" in verify("3 * 4 = 12. Left: 2, 12.\n\n\\boxed{3 * 4 - 2}", (3, 4, 2), 14, steps=True)[2]
+
+
+def test_gold_of_passes_step_verification_to_countdown_and_ignores_it_for_math():
+    from astro_reasoner.tasks import gold_of
+
+    record = {"answer": "14", "task": "countdown", "numbers": [3, 4, 2], "target": 14}
+    assert gold_of(record).steps is False and gold_of(record, verify_steps=True).steps is True
+    assert gold_of({"answer": "7"}, verify_steps=True) == "7"
+
+
+def test_solver_solutions_pass_step_verification():
+    for p in cd.synthesize(n=100, seed=5, counts=(3, 4)):
+        text = cd.direct_solution(p.meta["numbers"], p.meta["target"], random.Random(p.id))
+        assert verify(text, tuple(p.meta["numbers"]), p.meta["target"], steps=True)[0] == Verdict.CORRECT, text

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from astro_reasoner.config import ConfigError
 from astro_reasoner.evaluate.config import EvalConfig
 from astro_reasoner.evaluate.run import SAMPLES, read_samples, run_eval
-from astro_reasoner.types import Completion
+from astro_reasoner.types import Completion, GenParams
 
 PROBLEMS = [{"id": f"q{i}", "problem": f"What is {i} + {i}?", "answer": str(2 * i), "source": "toy"}
             for i in range(1, 4)]
@@ -91,6 +92,11 @@ def test_cli_eval_end_to_end(tiny_model_dir, problems_file, tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["datasets"]["toy"]["problems"] == 2 and summary["k"] == 1
     assert "pass@1" in capsys.readouterr().out
+    # what lighteval records besides scores: revision, dtype, start/end, the first rendered prompt
+    assert summary["model_revision"].startswith("weights:") and summary["dtype"] == "float32"
+    assert summary["run"]["started"] <= summary["run"]["finished"] and summary["run"]["started"].endswith("+00:00")
+    first = summary["first_prompt"]
+    assert first["problem_id"] == "q1" and "What is 1 + 1?" in first["prompt"] and "<|im_start|>" in first["prompt"]
     assert main(argv) == 0  # a finished run re-summarizes without generating
     assert json.loads((out / "summary.json").read_text())["run"]["new_samples"] == 0
     assert main(["eval", "--model", "x", "--out", str(out), "--n", "2", "--k", "4"]) == 1
@@ -105,20 +111,20 @@ class Scripted:
     def __init__(self, outputs: dict[str, list[str]]):
         self.outputs = outputs
 
-    def apply_chat_template(self, messages, continue_text=""):
+    def apply_chat_template(self, messages: Sequence[dict[str, str]], continue_text: str = "") -> str:
         return messages[-1]["content"] + "\n" + continue_text
 
-    def generate(self, prompts, params):
+    def generate(self, prompts: Sequence[str], params: GenParams) -> list[list[Completion]]:
         res = []
         for p in prompts:
             texts = next(v for k, v in self.outputs.items() if k in p)
             res.append([Completion(texts[j % len(texts)], 10 * (j + 1), 0.0, "eos") for j in range(params.n)])
         return res
 
-    def count_tokens(self, text):
+    def count_tokens(self, text: str) -> int:
         return len(text.split())
 
-    def close(self):
+    def close(self) -> None:
         pass
 
 
@@ -147,3 +153,31 @@ def test_scores_and_behaviour_with_known_outputs(problems_file, tmp_path):
     assert {(r["steps"], r["reflections"], r["backtracks"], r["verdict"]) for r in astro} == {(4, 1, 1, "correct")}
     again = run_eval(Scripted(outputs), cfg, tmp_path / "e", progress=False)
     assert again["datasets"]["toy"]["pass@1_ci95"] == toy["pass@1_ci95"]  # same seed, same interval
+
+
+def test_model_revision_is_the_hub_commit_else_a_weights_hash(tmp_path):
+    import os
+    import types
+
+    from astro_reasoner.evaluate.metadata import model_dtype, model_revision
+
+    hub = types.SimpleNamespace(model=types.SimpleNamespace(config=types.SimpleNamespace(_commit_hash="c0ffee"),
+                                                            dtype="torch.bfloat16"))
+    assert model_revision(hub, "org/name") == ("c0ffee", "hub commit") and model_dtype(hub) == "bfloat16"
+    snap = tmp_path / "models--org--name" / "snapshots" / ("a" * 40)
+    snap.mkdir(parents=True)
+    (snap / "model.safetensors").write_bytes(b"x")
+    assert model_revision(types.SimpleNamespace(), str(snap)) == ("a" * 40, "hub commit")
+    local = tmp_path / "ckpt"
+    local.mkdir()
+    (local / "model.safetensors").write_bytes(b"weights")
+    (local / "config.json").write_text("{}")
+    first, how = model_revision(types.SimpleNamespace(model_path=str(local)), "my-model")
+    assert first.startswith("weights:") and "sizes and mtimes" in how
+    (local / "config.json").write_text('{"a": 1}')  # not a weight file: same revision
+    assert model_revision(types.SimpleNamespace(), str(local))[0] == first
+    (local / "model.safetensors").write_bytes(b"trained")
+    os.utime(local / "model.safetensors", ns=(1, 1))
+    assert model_revision(types.SimpleNamespace(), str(local))[0] != first
+    served = types.SimpleNamespace(name="openai")
+    assert model_revision(served, "served-name")[0] is None and model_dtype(served) is None

@@ -67,9 +67,9 @@ def test_smollm2_eval_real_benchmarks_survives_sigkill(data_dir, tmp_path):
 
 @pytest.mark.server
 def test_eval_through_a_llama_cpp_server(tmp_path):
-    """The same command with ``--backend openai`` against a real OpenAI-compatible server (llama.cpp)."""
-    pytest.importorskip("llama_cpp", reason="install llama-cpp-python[server] to run the server tests")
-    from backend_helpers import llama_cpp_server, smollm2_gguf
+    """The same command with ``--backend openai`` against a real OpenAI-compatible server (llama.cpp's
+    ``llama-server``)."""
+    from backend_helpers import llama_server, smollm2_gguf
 
     from astro_reasoner.cli import main
     from astro_reasoner.data import synthesize, write_problems
@@ -77,7 +77,7 @@ def test_eval_through_a_llama_cpp_server(tmp_path):
     synth = tmp_path / "synth2.jsonl"
     write_problems(synth, synthesize(steps=2, n=2, seed=1))
     out = tmp_path / "eval-openai"
-    with llama_cpp_server(smollm2_gguf(), tmp_path / "server.log") as url:
+    with llama_server(smollm2_gguf(), tmp_path / "server.log") as url:
         argv = ["eval", "--model", "smollm2-135m", "--backend", "openai", "-b", f"base_url={url}", "-b",
                 "concurrency=2", "--datasets", str(synth), "--n", "2", "--k", "2", "--out", str(out),
                 "max_tokens=32", "few_shot=1", "bootstrap=100"]

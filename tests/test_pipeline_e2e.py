@@ -42,12 +42,17 @@ def test_pipeline_end_to_end_then_skip(format_tuned_tiny, tmp_path):
         assert r["datasets"]["test"]["pass@1"] is not None
     table = (run / "report" / "results.md").read_text()
     assert "ASTRO-RL" in table and "Compute per stage" in table
+    assert "| ASTRO-RL − Direct-RL |" in table and "RL signal" in table and "acc. % at 0" in table
     assert (run / "report" / "report.html").stat().st_size > 1000
     assert list((run / "eval-rl-astro-checkpoints").glob("checkpoint-*/summary.json"))
     # a re-run skips every finished stage
     t0 = time.time()
     assert main(["pipeline", str(cfg)]) == 0
     assert time.time() - t0 < 30
+    # `about:` (what the numbers mean) heads the table; changing it redoes the report only
+    assert main(["pipeline", str(cfg), "about=A tiny random model, so these numbers test the plumbing only."]) == 0
+    assert (run / "report" / "results.md").read_text().startswith("A tiny random model, so these numbers")
+    assert (run / "report.stale-1").exists() and not (run / "analysis.stale-1").exists()
     # --force redoes a stage and its dependents only
     assert main(["pipeline", str(cfg), "--force", "analysis"]) == 0
     assert (run / "analysis.stale-1").exists() and not (run / "search.stale-1").exists()

@@ -78,7 +78,7 @@ def test_search_cli_errors_are_one_line(problem_file, tmp_path, capsys, args, ne
 
 
 @pytest.mark.slow  # not the real model, but Ray start-up + 2 workers importing torch: ~45 s on 2 busy cores
-def test_ray_two_workers_match_one_process(problem_file, tiny_model_dir, tmp_path):
+def test_ray_two_workers_match_one_process(problem_file, tiny_model_dir, tmp_path, monkeypatch):
     """Two Ray workers give the same trees as one process: with the deterministic scripted policy the tree
     CONTENTS are compared (every record byte for byte minus run measurements); the CLI's --workers path with
     the tiny hf model (whose samples depend on batch composition) is checked for the same problems."""
@@ -93,6 +93,9 @@ def test_ray_two_workers_match_one_process(problem_file, tiny_model_dir, tmp_pat
     from astro_reasoner.search.storage import tree_content
 
     cloudpickle.register_pickle_by_value(search_helpers)  # workers cannot import the tests directory
+    # explicit: a local ray.init otherwise turns token auth on for the whole test process (os.environ and
+    # Ray's cached config), which outlives ray.shutdown (tests/test_search_ray_cluster.py)
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         cfg = SearchConfig(**{**RESUME_CFG, "early_stop_correct": 1, "early_stop_wrong": 2})

@@ -179,3 +179,70 @@ def test_sigkill_at_random_points_then_resume_matches_uninterrupted_run(tmp_path
     # every tree record byte for byte (minus wall seconds and backend-call count, which measure the run)
     assert sorted(map(tree_content, load_trees(out))) == sorted(map(tree_content, load_trees(ref)))
     assert sum(1 for _ in open(out / "trees.jsonl")) == n
+
+
+def test_a_backend_that_queues_requests_gets_each_wave_phase_in_one_call(checker):
+    """Servers with continuous batching (``queues_requests``) are not chunked at ``batch_size``: chunks would
+    each wait for their slowest sequence. Seeds are per prompt, so the trees are the same either way."""
+    cfg = dataclasses.replace(BASE, batch_size=4, max_active_trees=6)
+    chunked, queued = ScriptedPolicy(seed=2), ScriptedPolicy(seed=2)
+    queued.queues_requests = True
+    a = list(search_iter(problems(6), chunked, checker, cfg))
+    b = list(search_iter(problems(6), queued, checker, cfg))
+    assert [tree_content(t) for t in a] == [tree_content(t) for t in b]
+    assert max(p * n for p, n in chunked.calls) <= max(4, max(n for _, n in chunked.calls))
+    assert max(p * n for p, n in queued.calls) > 4 and len(queued.calls) < len(chunked.calls)
+
+
+class _CountdownScript:
+    """Countdown 3, 4, 2 -> 14: the first step is true ("3 * 4 = 12") for even samples and false ("3 * 4 = 13")
+    for odd ones; the next step (and every rollout) boxes the right expression either way."""
+
+    name, deterministic = "countdown-script", True
+    FINAL = "So the answer is \\boxed{3 * 4 + 2}."
+
+    def apply_chat_template(self, messages, continue_text=""):
+        return "<Q>" + continue_text
+
+    def count_tokens(self, text):
+        return len(text.split())
+
+    def close(self):
+        pass
+
+    def generate(self, prompts, params):
+        from astro_reasoner.types import Completion
+
+        out = []
+        for p in prompts:
+            partial = p.split("<Q>", 1)[1]
+            row = []
+            for i in range(params.n):
+                if params.stop and not partial.strip():
+                    text, reason = ("3 * 4 = 12. Left: 2, 12." if i % 2 == 0 else "3 * 4 = 13. Left: 2, 13."), "stop"
+                else:
+                    text, reason = self.FINAL, "eos"
+                row.append(Completion(text=text, finish_reason=reason, tokens=len(text.split()), logprob_sum=-1.0))
+            out.append(row)
+        return out
+
+
+@pytest.mark.parametrize("verify_steps", [False, True])
+def test_verify_steps_judges_the_whole_path(checker, verify_steps):
+    """With verify_steps a terminal (and a rollout) whose path holds a false step is wrong, though its box is
+    right; without, the box alone decides (the paper's verifier). The config hash is unchanged when off."""
+    from astro_reasoner.types import Problem, Verdict
+
+    problem = Problem(id="cd", problem="use 3, 4, 2 to make 14", answer="14",
+                      meta={"task": "countdown", "numbers": [3, 4, 2], "target": 14})
+    cfg = SearchConfig(iterations=3, k=2, rollouts=1, max_depth=4, few_shot=0, temperature=1.0,
+                       early_stop_correct=0, early_stop_wrong=0, verify_steps=verify_steps)
+    (tree,) = list(search_iter([problem], _CountdownScript(), checker, cfg))
+    verdicts = {}
+    for n in tree.nodes:
+        if n.terminal and n.verdict is not None:
+            first = tree.nodes[tree.path(n.id)[0]].step
+            verdicts.setdefault(first.split(" = ")[1][:2], set()).add(Verdict(n.verdict))
+    assert verdicts["12"] == {Verdict.CORRECT}
+    assert verdicts["13"] == ({Verdict.WRONG} if verify_steps else {Verdict.CORRECT})
+    assert ("verify_steps" in cfg.search_settings()) is verify_steps

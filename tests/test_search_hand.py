@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 
 import pytest
 from search_helpers import RESUME_CFG, ScriptedPolicy, problems
@@ -18,7 +19,7 @@ from astro_reasoner.search import SearchConfig, load_trees, run_search, search_i
 from astro_reasoner.search import mcts
 from astro_reasoner.search.driver import Driver
 from astro_reasoner.search.storage import tree_content
-from astro_reasoner.types import Completion, Node, Problem
+from astro_reasoner.types import Completion, GenParams, Node, Problem
 
 BASE = SearchConfig(**RESUME_CFG)
 
@@ -46,7 +47,7 @@ class TablePolicy:
     def __init__(self):
         self.expanded: list[tuple[str, ...]] = []
 
-    def apply_chat_template(self, messages, continue_text: str = "") -> str:
+    def apply_chat_template(self, messages: Sequence[dict[str, str]], continue_text: str = "") -> str:
         return "<Q>\n<A>" + continue_text
 
     def count_tokens(self, text: str) -> int:
@@ -55,7 +56,7 @@ class TablePolicy:
     def close(self) -> None:
         pass
 
-    def generate(self, prompts, params):
+    def generate(self, prompts: Sequence[str], params: GenParams) -> list[list[Completion]]:
         out = []
         for prompt in prompts:
             path = tuple(s.strip() for s in prompt.split("<A>", 1)[1].split("\n\n") if s.strip())
@@ -132,7 +133,7 @@ class CrashingPolicy(ScriptedPolicy):
         super().__init__(**kw)
         self.crash_at = crash_at
 
-    def generate(self, prompts, params):
+    def generate(self, prompts: Sequence[str], params: GenParams) -> list[list[Completion]]:
         if len(self.calls) + 1 >= self.crash_at:
             raise Crash
         return super().generate(prompts, params)
@@ -178,7 +179,7 @@ class CountingPolicy(ScriptedPolicy):
         super().__init__(**kw)
         self.generated = 0
 
-    def generate(self, prompts, params):
+    def generate(self, prompts: Sequence[str], params: GenParams) -> list[list[Completion]]:
         out = super().generate(prompts, params)
         self.generated += sum(c.tokens for row in out for c in row)
         return out

@@ -23,7 +23,6 @@ def rl_cfg(model, prompts, out, **kw) -> RLStageConfig:
                 per_device_train_batch_size=8, max_completion_length=8, report_to="none", save_steps=1,
                 checker_workers=1)
     cfg = RLStageConfig(**{**base, **kw})
-    cfg.validate()
     return cfg
 
 
@@ -37,7 +36,6 @@ def chain(tiny_model_dir, tmp_path_factory):
                          out_dir=str(d / "sft"), learning_rate=1e-2, max_steps=30, per_device_train_batch_size=8,
                          lr_scheduler_type="constant", report_to="none", logging_steps=10, max_length=256,
                          completion_only_loss=True)  # the fixture needs a model that answers, fast
-    sft.validate()
     sft_dir = run_sft(sft)
     cfg = rl_cfg(sft_dir, short_answer_rl(d / "rl.jsonl"), d / "rl")
     assert run_grpo(cfg) == cfg.out_dir
@@ -123,7 +121,6 @@ def test_difficulty_filter_keeps_the_band_and_resumes(chain, tmp_path):
     cfg = FilterConfig(prompts=str(tmp_path / "rl.jsonl"), model=sft_dir, out=str(tmp_path / "kept.jsonl"), n=8,
                        keep="0.1-0.9", max_tokens=8, batch_size=2, checker_workers=1,
                        backend_options={"batch_size": 16})
-    cfg.validate()
     res = filter_prompts(cfg)
     rates = {r["problem_id"]: r for r in read_jsonl(pass_rates_path(cfg.out))}
     assert set(rates) == {"p0", "p1", "p2", "h0", "h1"} and all(r["n"] == 8 for r in rates.values())
@@ -132,7 +129,11 @@ def test_difficulty_filter_keeps_the_band_and_resumes(chain, tmp_path):
     kept = list(read_jsonl(cfg.out))
     assert [k["problem_id"] for k in kept] == ["p0", "p1", "p2"] and kept[0]["source"] == "fixture"
     assert (res.kept, res.too_hard, res.too_easy, res.total) == (3, 2, 0, 5)
+    # Compute per stage: every sampled token is counted (1..8 per sample with max_tokens=8).
+    assert 5 * 8 <= res.generated_tokens <= 5 * 8 * 8
+    assert res.generated_tokens == sum(r["generated_tokens"] for r in rates.values())
     # Re-running resumes from the pass-rates file: no model is loaded (this path does not exist).
     again = filter_prompts(FilterConfig(**{**cfg.__dict__, "model": str(tmp_path / "no-such-model"),
                                            "keep": "0.0-0.2"}))
     assert again.kept == 2 and [k["problem_id"] for k in read_jsonl(cfg.out)] == ["h0", "h1"]
+    assert again.generated_tokens == res.generated_tokens  # resumed: the tokens sampled before still count

@@ -64,7 +64,6 @@ def test_smollm2_sft_reload_generate_then_grpo(data_dir, tmp_path):
     sft = SFTStageConfig(model="smollm2-135m", data=str(sft_data), out_dir=str(tmp_path / "sft"), max_steps=3,
                          per_device_train_batch_size=2, learning_rate=2e-5, max_length=1024, logging_steps=1,
                          report_to="none")
-    sft.validate()
     t0 = time.perf_counter()
     sft_dir = run_sft(sft)
     times["sft_3_steps"] = time.perf_counter() - t0
@@ -85,7 +84,6 @@ def test_smollm2_sft_reload_generate_then_grpo(data_dir, tmp_path):
     rl = RLStageConfig(model=sft_dir, prompts=str(rl_data), out_dir=str(tmp_path / "rl"), max_steps=2,
                        per_device_train_batch_size=4, max_completion_length=48, learning_rate=1e-6,
                        report_to="none", save_steps=1, checker_workers=1)
-    rl.validate()
     t0 = time.perf_counter()
     rl_dir = run_grpo(rl)
     times["grpo_2_steps"] = time.perf_counter() - t0

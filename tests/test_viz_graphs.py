@@ -13,6 +13,7 @@ from astro_reasoner.clone.render import render_trace, trace_signature
 from astro_reasoner.io import DataError
 from astro_reasoner.types import Move, Trace
 from astro_reasoner.viz.cot_graph import build_cot_graph, render_html, render_svg, write_cot
+from astro_reasoner.evaluate.analyze import correlation_report
 from astro_reasoner.viz.report import build_report
 from astro_reasoner.viz.tree_view import load_tree, render_tree_html, write_tree_html
 
@@ -77,6 +78,10 @@ def test_write_cot_from_samples_file(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in recs))
     out = write_cot(path, "p1", tmp_path / "g.html")  # default: the sample that backtracks
     assert "2 backtracks" in out.read_text()
+    # these records keep no extracted answer: the page shows the text's final answer, not "answer None"
+    page = write_cot(path, "p1", tmp_path / "g0.html", sample=0).read_text()
+    assert "answer &#x27;10&#x27;" in page or "answer '10'" in page
+    assert "answer None" not in out.read_text() and "answer None" not in page
     svg = write_cot(path, "p1", tmp_path / "g.svg", sample=0).read_text()
     assert svg.startswith("<svg") and _svg_edges(svg, "backtrack") == []
     with pytest.raises(DataError, match="no record"):
@@ -124,10 +129,31 @@ def test_report_from_a_run_dir(tmp_path):
                                                                    "backtracks_mean": s / 5}) + "\n"
                                                        for s in range(1, 6)))
     html = build_report(run, tmp_path / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 2 * 2 + 1  # per-run bars, training: no analysis output yet
+    assert "No analysis output here" in html and "<td>0.1" not in html  # the report computes no r itself
+    # The analysis writes the correlation; the report shows exactly that (its r, its plots), per analysis dir.
+    res = correlation_report([run / "eval-0", run / "eval-1"], run / "analysis" / "correlation-astro")
+    assert res["correlations"]["backtracks"]["pooled"]["r"] == pytest.approx(1.0)
+    html = build_report(run, tmp_path / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 2 * 2 + 2 + 1  # per-run bars, correlations, training
     assert "Behaviour vs accuracy across runs" in html and 'class="backtrack"' in html
+    assert "analysis/correlation-astro" in html and html.count("<td>1.000</td>") == 4  # 2 x-keys, toy + pooled
     assert "<iframe" in html and "srcdoc=" in html
     assert not re.search(r'(src|href)="(https?:)?//', html)
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="nothing to report"):
         build_report(tmp_path / "empty", tmp_path / "r.html")
+
+
+def test_cot_of_a_training_completion_gets_its_verdict_and_answer_from_the_checker(tmp_path):
+    from astro_reasoner.checking import Checker
+
+    path = tmp_path / "completions.jsonl"  # GRPO's log: completion text and reward, no answer or verdict
+    path.write_text(json.dumps({"step": 1, "problem_id": "p1", "reward": -1.0, "gold": "10",
+                                "completion": "5 + 4 = 9.\n\nThe answer is \\boxed{9}."}) + "\n")
+    with Checker(workers=1) as checker:
+        page = write_cot(path, "p1", tmp_path / "c.html", checker=checker).read_text()
+    meta = re.sub(r"&#x27;|&#39;", "'", page)
+    assert "verdict wrong · answer '9'" in meta and "answer None" not in meta
+    page = write_cot(path, "p1", tmp_path / "c2.html").read_text()  # no checker: the text's answer, no verdict
+    assert "verdict ? · answer '9'" in re.sub(r"&#x27;|&#39;", "'", page)

@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 
 from .phrases import CUE_KINDS, PHRASE_KINDS, Phrases, load_phrases, phrase_file_stamp
+from .text import paragraph_spans  # the counter's paragraph reading (see text.py for why not split_steps)
 
 __all__ = ["ROOT", "Backtrack", "Behaviour", "Event", "Patterns", "Phrases", "analyze_behaviour", "load_patterns",
            "load_phrases", "resolve_target", "similarity"]
 
 ROOT = -1
 
-_PARAGRAPH = re.compile(r"\n[ \t]*\n\s*")
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|[ \t]*\n\s*")
 _QUOTED = re.compile(r"\"[^\"\n]*\"|\u201c[^\u201d\n]*\u201d")
 _TOKEN = re.compile(r"\d+(?:\.\d+)?|[a-z]+|[=+\-*/^<>]")
@@ -143,15 +143,6 @@ def _sentence_spans(par: str) -> list[tuple[int, int]]:
     if par[start:].strip():
         spans.append((start, len(par.rstrip())))
     return spans
-
-
-def _paragraph_spans(text: str) -> list[tuple[int, int]]:
-    spans, start = [], 0
-    for m in _PARAGRAPH.finditer(text):
-        spans.append((start, m.start()))
-        start = m.end()
-    spans.append((start, len(text)))
-    return [(s, e) for s, e in spans if text[s:e].strip()]
 
 
 # --------------------------------------------------------------------------------------------- matching
@@ -293,7 +284,7 @@ def analyze_behaviour(text: str, patterns: Patterns | None = None) -> Behaviour:
     """Find the steps, reflections, self-checks and backtracks of ``text`` (see the module docstring)."""
     P = patterns or load_patterns()
     units: list[_Unit] = []
-    pars = _paragraph_spans(text or "")
+    pars = paragraph_spans(text or "")
     for pi, (ps, pe) in enumerate(pars):
         par = text[ps:pe]
         for s, e in _sentence_spans(par):

@@ -49,16 +49,31 @@ for _module in (data_cli, checking_cli, backends_cli, search_cli, clone_cli, tra
     _module.register(app)
 
 
+def command_name(argv: list[str]) -> str:
+    """``astro rl train`` for ``["rl", "train", "--prompts", ...]``: the subcommand words at the start of argv."""
+    cmd = typer.main.get_command(app)
+    words = ["astro"]
+    for token in argv:
+        commands = getattr(cmd, "commands", None) or {}  # a group (typer vendors its own click classes)
+        if token not in commands:
+            break
+        words.append(token)
+        cmd = commands[token]
+    return " ".join(words)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit code (0 ok, 1 error, 2 usage, 130 interrupted).
+    """Entry point; returns the exit code (0 ok, 1 error, 2 usage or a missing optional extra, 130 interrupted).
 
     Usage errors are reported by typer itself; our own known errors (bad config, bad data, backend
     failures) become one ``error: ...`` line instead of a traceback.
     """
     from .errors import format_error
+    from .extras import missing_extra_of
 
+    args = list(argv if argv is not None else sys.argv[1:])
     try:
-        app(args=argv if argv is not None else sys.argv[1:], prog_name="astro")
+        app(args=args, prog_name="astro")
     except SystemExit as exc:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
@@ -66,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         print("Interrupted; re-run the same command to resume.", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001
+        missing = missing_extra_of(exc)  # an optional extra not installed: one line naming it, exit 2
+        if missing is not None:
+            print(f"error: {missing.line(command_name(args))}", file=sys.stderr)
+            return 2
         msg = format_error(exc)
         if msg is None:
             raise

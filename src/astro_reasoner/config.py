@@ -1,8 +1,8 @@
 """Stage configs: one dataclass per stage, filled from defaults < YAML file < ``key=value`` overrides.
 
-Each stage module defines its own dataclass (e.g. ``search.config.SearchConfig``) and gives it a
-``validate()`` method that raises :class:`ConfigError` with the cause and the fix. This module holds only
-the shared loading logic.
+Each stage module defines its own dataclass (e.g. ``search.config.SearchConfig``) whose ``__post_init__``
+runs its ``validate()`` method, which raises :class:`ConfigError` naming the field, the cause and the fix: a
+stage config is valid from the moment it exists. This module holds only the shared loading logic.
 """
 
 from __future__ import annotations
@@ -16,11 +16,9 @@ from typing import Any, TypeVar
 
 import yaml
 
+from .errors import ConfigError  # noqa: F401 (defined in errors.py, which imports nothing of ours; re-exported)
+
 T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """An invalid setting. The message says which key, why, and what to do instead."""
 
 
 def require(ok: bool, message: str) -> None:
@@ -37,6 +35,45 @@ def parse_overrides(items: list[str] | tuple[str, ...] | None) -> dict[str, Any]
             raise ConfigError(f"override {item!r} is not of the form key=value (e.g. iterations=20)")
         key, _, raw = item.partition("=")
         out[key.strip()] = yaml_value(raw, f"override {key.strip()}=") if raw.strip() else ""
+    return out
+
+
+def did_you_mean(unknown: list[str] | tuple[str, ...], valid) -> str:
+    """``"learning_rat (did you mean learning_rate?), bogus"``: each unknown key with its closest valid one."""
+    import difflib
+
+    valid = sorted(valid)
+    out = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+        out.append(f"{key} (did you mean {close[0]}?)" if close else key)
+    return ", ".join(out)
+
+
+def flag_overrides(items: list[str] | tuple[str, ...] | None) -> list[str]:
+    """TRL/argparse-style arguments as ``key=value`` overrides: ``--learning_rate 1e-5``, ``--learning-rate=1e-5``
+    and a lone ``--flag`` (= true) become ``learning_rate=1e-5`` / ``flag=true``; other items pass unchanged.
+    A token after ``--key`` is its value unless it is another ``--option`` or a ``key=value`` override."""
+    import re
+
+    items = list(items or ())
+    out: list[str] = []
+    i = 0
+    while i < len(items):
+        item = items[i]
+        i += 1
+        if not item.startswith("--") or len(item) == 2:
+            out.append(item)
+            continue
+        key, eq, value = item[2:].partition("=")
+        key = key.replace("-", "_")
+        if not eq:
+            nxt = items[i] if i < len(items) else None
+            if nxt is not None and not nxt.startswith("--") and not re.match(r"^[A-Za-z_][\w.]*=", nxt):
+                value, i = nxt, i + 1
+            else:
+                value = "true"
+        out.append(f"{key}={value}")
     return out
 
 
@@ -169,11 +206,11 @@ def build_config(cls: type[T], values: dict[str, Any] | None = None, *, where: s
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(values) - names)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} for {cls.__name__}; "
+        raise ConfigError(f"{where}: unknown key(s) {did_you_mean(unknown, names)} for {cls.__name__}; "
                           f"valid keys: {', '.join(sorted(names))}")
     kwargs = {k: _coerce(v, hints[k], f"{where}: {k}") for k, v in values.items()}
-    cfg = cls(**kwargs)
-    validate = getattr(cfg, "validate", None)
+    cfg = cls(**kwargs)  # stage configs validate here, in __post_init__
+    validate = getattr(cfg, "validate", None)  # other config classes (e.g. the pipeline's) validate on demand
     if callable(validate):
         validate()
     return cfg

@@ -1,8 +1,38 @@
-"""Turning known error types into one line for the CLI (tracebacks only for real bugs)."""
+"""The project's error types, and turning them into one line for the CLI (tracebacks only for real bugs).
+
+The types are defined here, in a module that imports nothing of the project, so that any module may raise
+them without importing the package that owns the failure (``models`` raising ``BackendError`` used to
+import ``backends``, which imports ``models``). The owning modules re-export them under their old names.
+"""
 
 from __future__ import annotations
 
 import errno
+
+
+class ConfigError(ValueError):
+    """An invalid setting. The message says which key, why, and what to do instead."""
+
+
+class DataError(ValueError):
+    """Bad input data. The message names the file, the line and the field, and how to fix it."""
+
+
+class DirectoryBusy(DataError):
+    """Another process is writing into the same output directory."""
+
+
+class BackendError(RuntimeError):
+    """A backend failed in a way the caller should report (bad model path, server down, OOM...)."""
+
+
+class CheckerError(RuntimeError):
+    """The checker's worker processes cannot run (e.g. math-verify is not installed)."""
+
+
+class LaunchError(RuntimeError):
+    """A launched training job failed; the message names its log and shows the log's tail."""
+
 
 # Errors of the machine rather than of our code: the file system is full, read-only or forbids the access.
 _FIXES = {
@@ -20,12 +50,6 @@ _FIXES = {
 
 def format_error(exc: BaseException) -> str | None:
     """The message to print for a known error type, or None for a bug (let the traceback show)."""
-    from .backends.base import BackendError
-    from .checking.pool import CheckerError
-    from .config import ConfigError
-    from .io import DataError
-    from .pipeline.launch import LaunchError
-
     if isinstance(exc, (ConfigError, DataError, BackendError, CheckerError, LaunchError, FileNotFoundError)):
         return str(exc)
     if isinstance(exc, OSError) and exc.errno in _FIXES:

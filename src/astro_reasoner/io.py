@@ -3,13 +3,15 @@
 Stage boundaries are JSONL files (one record per line). Writers either append-and-fsync one record at a
 time (long jobs that must survive a crash) or write-then-rename a whole file (small outputs), so a reader
 never sees half a file. A crash can still leave a torn *last* line in an appended file; readers used for
-resume (``read_jsonl(..., tolerate_torn_tail=True)``) detect and drop it. A last line that is a complete
+resume (``read_jsonl(..., tolerate_torn_tail=True)``) detect and drop it. Every JSONL file is read through
+:func:`jsonl_rows`, so every reader has the same bad-line policy (see there). A last line that is a complete
 record and lacks only its newline (an editor, ``head -c``, a copy) is a record, never a torn one: resume
 adds the newline and keeps it.
 
 One writer per output directory: every stage claims its directory with :func:`lock_dir` (an advisory
 ``fcntl.flock`` on ``<dir>/.astro.lock``, released when the process exits or is killed), so a second run
-on the same directory stops at once instead of writing every record twice.
+on the same directory stops at once instead of writing every record twice. Stages take it through
+``outdir.claim_out_dir``, which also checks the settings of a resumed run.
 """
 
 from __future__ import annotations
@@ -19,18 +21,13 @@ import fcntl
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-
-class DataError(ValueError):
-    """Bad input data. The message names the file, the line and the field, and how to fix it."""
-
-
-class DirectoryBusy(DataError):
-    """Another process is writing into the same output directory."""
+from .errors import DataError, DirectoryBusy  # noqa: F401 (defined in errors.py; re-exported here)
 
 
 LOCK_FILE = ".astro.lock"
@@ -51,32 +48,47 @@ def stable_seed(*parts: Any) -> int:
 
 
 def read_jsonl(path: str | os.PathLike, *, tolerate_torn_tail: bool = False) -> Iterator[dict[str, Any]]:
-    """Yield one dict per non-blank line.
+    """Yield one dict per non-blank line (see :func:`jsonl_rows` for the bad-line policy); a line that is
+    valid JSON but not an object raises :class:`DataError` naming ``file:line``."""
+    for _, obj in numbered_jsonl(path, tolerate_torn_tail=tolerate_torn_tail):
+        yield obj
 
-    Raises :class:`DataError` naming ``file:line`` for malformed JSON or a non-object line. With
-    ``tolerate_torn_tail`` a malformed *last* line without a trailing newline (a write cut by a crash) is
-    skipped silently instead.
+
+def numbered_jsonl(path: str | os.PathLike, *,
+                   tolerate_torn_tail: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) per non-blank line: :func:`read_jsonl` with the line each record came from (blank
+    lines are skipped, so counting records would name the wrong line in a message)."""
+    for lineno, obj in jsonl_rows(path, tolerate_torn_tail=tolerate_torn_tail):
+        if not isinstance(obj, dict):
+            raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+        yield lineno, obj
+
+
+def jsonl_rows(path: str | os.PathLike, *, tolerate_torn_tail: bool = False) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed JSON value) per non-blank line: the one JSONL reader, and its one bad-line policy.
+
+    - a malformed line raises :class:`DataError` ``"file:line: not valid JSON (...)"`` -- wherever it is, a
+      line in the middle of a file was not written by a crash, so skipping it would silently lose data;
+    - with ``tolerate_torn_tail`` (readers used for resume), the one exception: a malformed *last* line
+      without a trailing newline (a write cut by a crash) is dropped. A last line that parses is a record,
+      newline or not.
+    The file is streamed (problem sets and trees files can be large); a UTF-8 byte-order mark before the
+    first line is allowed. Values are not type-checked here: callers that need objects say so in their error.
     """
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found")
     with path.open("rb") as fh:
-        raw = fh.read()
-    lines = raw.split(b"\n")
-    ends_with_newline = raw.endswith(b"\n")
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        is_last = lineno == len(lines)
-        try:
-            obj = parse_line(line, lineno == 1)
-        except _JSON_ERRORS as exc:
-            if tolerate_torn_tail and is_last and not ends_with_newline:
-                return
-            raise DataError(f"{path}:{lineno}: not valid JSON ({_short(exc)}); fix or delete this line") from None
-        if not isinstance(obj, dict):
-            raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-        yield obj
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = parse_line(line, lineno == 1)
+            except _JSON_ERRORS as exc:
+                if tolerate_torn_tail and not line.endswith(b"\n"):  # only the last line can lack it
+                    return
+                raise DataError(f"{path}:{lineno}: not valid JSON ({_short(exc)}); fix or delete this line") from None
+            yield lineno, obj
 
 
 def parse_line(line: bytes, first: bool = False) -> Any:
@@ -212,7 +224,7 @@ def _write_temp(path: Path, text: str | Iterable[str]) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a plain open() (and our appends) honour the umask
+        os.fchmod(fd, file_mode())  # mkstemp makes 0600; a plain open() (and our appends) honour the umask
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             if isinstance(text, str):
                 fh.write(text)
@@ -250,6 +262,37 @@ def _umask() -> int:
     return mask
 
 
+def file_mode(directory: bool = False) -> int:
+    """The mode a plain ``open()`` (``0666 & ~umask``) or ``mkdir`` (``0777 & ~umask``) gives: for files made
+    with mkstemp/mkdtemp (always private) that are kept as outputs."""
+    return (0o777 if directory else 0o666) & ~_umask()
+
+
+def honour_umask(root: str | os.PathLike) -> None:
+    """Give files and directories under ``root`` (and ``root``) the mode a plain ``open()``/``mkdir`` would have,
+    where a library made them more private than that: safetensors (0.8) writes every ``model.safetensors``
+    0600 whatever the umask, so a checkpoint saved by transformers/TRL could not be read by the group. Only
+    modes that are a subset of the umask's are widened (an executable bit, say, is left alone)."""
+    want_file, want_dir = file_mode(), file_mode(directory=True)
+    top = Path(root)
+    if not top.exists():
+        return
+    for path in [top, *top.rglob("*")]:
+        try:
+            st = path.lstat()
+        except OSError:
+            continue
+        if stat.S_ISLNK(st.st_mode) or st.st_uid != os.getuid():
+            continue
+        want = want_dir if stat.S_ISDIR(st.st_mode) else want_file if stat.S_ISREG(st.st_mode) else None
+        mode = stat.S_IMODE(st.st_mode)
+        if want is not None and mode != want and mode | want == want:
+            try:
+                os.chmod(path, want)
+            except OSError:
+                pass
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
 
@@ -257,9 +300,18 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 def read_json(path: str | os.PathLike) -> Any:
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8-sig"))
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({_short(exc)})") from None
+    return parse_json(text, path)
+
+
+def parse_json(text: str, path: str | os.PathLike) -> Any:
+    """A whole JSON document read from ``path``; a DataError names the file (and the line, when json knows)."""
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
     except _JSON_ERRORS as exc:

@@ -29,7 +29,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .backends.base import BackendError
+from .errors import BackendError
+from .io import file_mode, honour_umask
 
 MARKER = "astro_conversion.json"  # written last into a finished conversion; its presence = cache entry valid
 
@@ -128,7 +129,7 @@ def _ensure_converted(key: str, gguf: Path) -> Path:
         if _is_valid(target, gguf):  # another process finished it while we waited
             return target
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=models))
-        tmp.chmod(0o755)  # mkdtemp makes it private; the cache entry is meant to be shared
+        tmp.chmod(file_mode(directory=True))  # mkdtemp makes it private; the cache entry honours the umask
         try:
             print(f"Converting {gguf.name} into a plain Hugging Face checkpoint at {target} "
                   "(one time; about a minute on CPU)...", file=sys.stderr, flush=True)
@@ -221,6 +222,7 @@ def convert_gguf(gguf: Path, out_dir: Path) -> dict:
 
     model.save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
+    honour_umask(out_dir)  # safetensors writes the weights 0600; the cache entry is meant to be shared
     check_tokenizer(out_dir, reference=tok)
     marker = {"source": str(gguf), "source_size": gguf.stat().st_size, "pre_tokenizer": pre,
               "transformers": transformers.__version__, "seconds": round(time.perf_counter() - t0, 1)}

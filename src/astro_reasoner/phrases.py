@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from .config import ConfigError
+from .text import PARAGRAPH_BREAK
 
 PHRASE_KINDS = ("reflection", "doubt", "confirm", "backtrack", "backtrack_root", "final_answer")
 CUE_KINDS = ("reflect", "mistake", "check", "confirm", "backtrack", "restart", "filler")
@@ -72,7 +73,7 @@ def _load_phrases(path: str | None, _mtime: int) -> Phrases:
         if not isinstance(bank, list) or not bank or not all(isinstance(s, str) and s.strip() for s in bank):
             raise _phrases_error(where, f"'{kind}' must be a non-empty list of phrases")
         for s in bank:
-            if "\n\n" in s:
+            if PARAGRAPH_BREAK.search(s):  # the counter's paragraph break: the phrase would split a step
                 raise _phrases_error(where, f"phrase {s!r} contains a blank line (it would split a step)")
             if kind == "backtrack" and "\"{step}\"" not in s:
                 raise _phrases_error(where, f"backtrack phrase {s!r} needs the quoted slot \"{{step}}\"")

@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from .text import STEP_DELIMITER  # noqa: F401 (re-exported: the step rule is defined in text.py)
 from .types import Problem
-
-STEP_DELIMITER = "\n\n"
 
 # Our wording; the paper does not publish its search prompt. It states the two things the search relies on.
 STEP_INSTRUCTION = (

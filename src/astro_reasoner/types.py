@@ -19,6 +19,25 @@ class Verdict(str, enum.Enum):
     WRONG = "wrong"
     UNPARSEABLE = "unparseable"  # no final answer could be extracted from the completion
 
+    # A str subclass, so JSON writes the bare value and a member equals its value ("correct"). str() and
+    # format() give the value too (as enum.StrEnum does, which Python 3.10 lacks): otherwise f-strings would
+    # write "Verdict.CORRECT" on 3.12+.
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    # Enum hashes by member name; hashing as the value keeps a member and its string interchangeable as dict
+    # keys and in sets (counts keyed by "correct", phrase banks), consistent with their equality.
+    __hash__ = str.__hash__
+
+
+# Positions in a search tree's flat node list: the root is always the first node, and its parent is "none"
+# (walks up a path stop when the parent index drops below the root).
+ROOT_ID = 0
+NO_PARENT = -1
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -85,7 +104,7 @@ class Completion:
 
 @dataclass
 class Node:
-    """One node of a search tree. A tree is a flat list; ``nodes[0]`` is the root (the problem, step "").
+    """One node of a search tree. A tree is a flat list; ``nodes[ROOT_ID]`` is the root (the problem, step "").
 
     ``value_sum / visits`` is Q. ``evals`` counts the evaluations made at this node itself (its own
     rollouts or terminal checks), so that ``visits == evals + sum(child.visits)`` holds for every node.
@@ -93,7 +112,7 @@ class Node:
     """
 
     id: int
-    parent: int  # -1 for the root
+    parent: int  # NO_PARENT for the root
     depth: int
     step: str
     prior: float = 1.0
@@ -104,10 +123,15 @@ class Node:
     evals: int = 0
     terminal: bool = False
     answer: str | None = None
-    verdict: str | None = None  # a Verdict value for terminals, else None
+    verdict: Verdict | None = None  # set on terminals, else None
     finish_reason: str = ""
     source: str = "expand"  # "expand" (sampled as a candidate step) or "rollout" (grafted from a rollout)
     children: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # Trees read back from JSON carry the plain string; an unknown one is a ValueError (a malformed record).
+        if self.verdict is not None and not isinstance(self.verdict, Verdict):
+            self.verdict = Verdict(self.verdict)
 
     @property
     def q(self) -> float:
@@ -134,13 +158,13 @@ class SearchTree:
     def path(self, node_id: int) -> list[int]:
         """Node ids from the root's first child down to ``node_id`` (the root itself is excluded)."""
         out: list[int] = []
-        while node_id > 0:
+        while node_id > ROOT_ID:
             out.append(node_id)
             node_id = self.nodes[node_id].parent
         return out[::-1]
 
     def terminals(self, verdict: Verdict | None = None) -> list[Node]:
-        return [n for n in self.nodes if n.terminal and (verdict is None or n.verdict == verdict.value)]
+        return [n for n in self.nodes if n.terminal and (verdict is None or n.verdict == verdict)]
 
     def to_json(self) -> dict[str, Any]:
         return {"problem_id": self.problem_id, "problem": self.problem, "answer": self.answer,

@@ -73,7 +73,9 @@ def make_backend(kind: str, model: str, **options: Any) -> Policy:
     allowed = backend_options(kind)
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise BackendError(f"unknown option(s) {', '.join(unknown)} for backend {kind!r}; "
+        from ..config import did_you_mean
+
+        raise BackendError(f"unknown option(s) {did_you_mean(unknown, allowed)} for backend {kind!r}; "
                            f"valid options: {', '.join(sorted(allowed))}")
     for key, value in options.items():
         _check_option(kind, key, value, allowed[key])

@@ -10,11 +10,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
+from ..errors import BackendError  # noqa: F401 (defined in errors.py: models.py raises it too)
 from ..types import Completion, GenParams
 
 
-class BackendError(RuntimeError):
-    """A backend failed in a way the caller should report (bad model path, server down, OOM...)."""
+def validate_params(params: GenParams) -> None:
+    """Raise BackendError for sampling parameters no backend can honour. Every backend calls it first, so
+    the same bad value gets the same message whichever backend runs (here: it imports no torch)."""
+    if params.n < 1:
+        raise BackendError(f"GenParams.n must be >= 1, got {params.n}")
+    if params.max_tokens < 1:
+        raise BackendError(f"GenParams.max_tokens must be >= 1, got {params.max_tokens}")
+    if params.temperature < 0:
+        raise BackendError(f"GenParams.temperature must be >= 0 (0 = greedy), got {params.temperature}")
+    if not 0 < params.top_p <= 1:
+        raise BackendError(f"GenParams.top_p must be in (0, 1], got {params.top_p}")
+    if isinstance(params.stop, str):
+        raise BackendError("GenParams.stop must be a tuple of strings, not one string; write stop=('\\n\\n',)")
 
 
 @runtime_checkable
@@ -26,6 +38,9 @@ class Policy(Protocol):
     which limit ended the continuation. With ``params.seed`` set, the same call returns the same output where
     the backend can promise it (``deterministic`` tells). ``params.seeds`` (one per prompt, optional) seeds each
     prompt on its own, independent of the batch; a backend that cannot do that falls back to ``params.seed``.
+    Optional attribute ``queues_requests`` (default False): True when the backend schedules any number of
+    prompts itself (a server with continuous batching), so callers send a whole wave in one call instead of
+    chunks of ``batch_size``.
     """
 
     name: str

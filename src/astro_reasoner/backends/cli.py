@@ -51,7 +51,7 @@ def list_command():
 def generate_command(
     problem: str = typer.Option(..., "--problem", "-p", help="The problem text."),
     steps: List[str] = typer.Option([], "--step", help="Steps already taken (repeatable); generation continues after them."),
-    backend: str = typer.Option("hf", "--backend", "-b", help="auto, hf, llamacpp, ct2 or openai."),
+    backend: str = typer.Option("hf", "--backend", help="auto, hf, llamacpp, ct2 or openai."),
     model: str = typer.Option("smollm2-135m", "--model", "-m", help="Alias, path, .gguf file or hub id."),
     n: int = typer.Option(4, "--n", help="Samples."),
     max_tokens: int = typer.Option(128, "--max-tokens"),
@@ -59,15 +59,17 @@ def generate_command(
     top_p: float = typer.Option(1.0, "--top-p"),
     seed: Optional[int] = typer.Option(0, "--seed"),
     whole: bool = typer.Option(False, "--whole", help="Generate the whole solution instead of stopping at the next step."),
-    # -b is --backend here (its first name); --backend-option is accepted as everywhere else.
-    option: List[str] = typer.Option([], "--option", "-o", "--backend-option", help="Backend option key=value (repeatable), e.g. base_url=http://127.0.0.1:8000/v1."),
+    # -b/--backend-option as on every command (--option is the older name); -o is --out elsewhere, unused here
+    option: List[str] = typer.Option([], "--backend-option", "-b", "--option",
+                                     help="Backend option key=value (repeatable), e.g. "
+                                          "base_url=http://127.0.0.1:8000/v1."),
 ) -> None:
     """Sample the next step (or the whole solution) of a problem; print one JSON line per completion."""
     from ..prompts import STEP_DELIMITER, PromptBuilder
     from ..types import GenParams
     from . import make_backend
 
-    policy = make_backend(backend, model, **parse_backend_options(option, "--option"))
+    policy = make_backend(backend, model, **parse_backend_options(option))
     try:
         prompt = PromptBuilder(policy).continuation(problem, steps)
         params = GenParams(n=n, max_tokens=max_tokens, stop=() if whole else (STEP_DELIMITER,),

@@ -44,18 +44,12 @@ from pathlib import Path
 
 from ..io import stable_seed
 from ..types import Completion, GenParams
-from .base import BackendError
+from .base import BackendError, validate_params
 from .tokenizing import PromptTokenizer, finish_row, load_tokenizer
 
 COMPUTE_TYPES = ("int8", "int8_float32", "int16", "float32")
 MIN_STATIC_PROMPT = 8  # shorter shared prefixes are not worth a separate cached state
 MARKER = "astro_ct2.json"
-
-
-def _validate(params: GenParams) -> None:
-    from .hf import validate_params  # the same checks as every backend (hf.py imports no torch at module level)
-
-    validate_params(params)
 
 
 class CT2Backend:
@@ -66,11 +60,10 @@ class CT2Backend:
 
     def __init__(self, model: str, *, compute_type: str = "int8", threads: int | None = None, batch_size: int = 32,
                  chat_template: str | None = None, trust_remote_code: bool = False, cache_dir: str | None = None):
-        try:
-            import ctranslate2
-        except ImportError as exc:
-            raise BackendError("backend 'ct2' needs the ctranslate2 package: pip install 'astro-reasoner[ct2]' "
-                               "(or use backend hf)") from exc
+        from ..extras import require
+
+        require("ct2", what="backend 'ct2'")  # one line naming the extra (or use backend hf)
+        import ctranslate2
         from ..models import resolve_model
 
         if compute_type not in COMPUTE_TYPES:
@@ -81,6 +74,7 @@ class CT2Backend:
                                "resolved to a hub id: download it first (huggingface-cli download) and pass its path")
         self.model_path = path
         self.compute_type = compute_type
+        self.dtype = compute_type  # recorded in eval summaries
         self.threads = int(threads or os.environ.get("OMP_NUM_THREADS") or 1)
         self.batch_size = int(batch_size)
         self.ct2_dir = convert_checkpoint(path, compute_type, trust_remote_code=trust_remote_code,
@@ -104,7 +98,7 @@ class CT2Backend:
     def generate(self, prompts: Sequence[str], params: GenParams) -> list[list[Completion]]:
         if self._generator is None:
             raise BackendError("this CT2Backend was closed; create a new one")
-        _validate(params)
+        validate_params(params)
         encoded = [self.prompts.encode_prompt(p) for p in prompts]
         rows = [(i, j) for i in range(len(prompts)) for j in range(params.n)]
         rows.sort(key=lambda r: -len(encoded[r[0]]))  # less padding inside CTranslate2's batches

@@ -23,6 +23,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from ..io import file_mode
 from .base import BackendError
 
 CONVERTER_VERSION = 1
@@ -60,6 +61,7 @@ def hf_to_gguf(hf_dir: str | Path, out_path: str | Path | None = None, *, outtyp
         if out.is_file() and stamp.is_file() and _read(stamp).get("fingerprint") == fingerprint:
             return out
         fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=out.name + ".", suffix=".tmp")
+        os.fchmod(fd, file_mode())  # mkstemp makes 0600; the GGUF beside a checkpoint honours the umask like it
         os.close(fd)
         try:
             _write_gguf(src, Path(tmp), outtype)

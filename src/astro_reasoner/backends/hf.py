@@ -34,25 +34,11 @@ from contextlib import contextmanager
 
 from ..io import stable_seed
 from ..types import Completion, GenParams
-from .base import BackendError
-from .hf_decode import decode, prefill, stop_window, tails_with_stop
+from .base import BackendError, validate_params
+from .hf_decode import cache_kwarg, decode, prefill, stop_window, tails_with_stop
 from .tokenizing import PromptTokenizer, finish_row, load_tokenizer
 
 DECODING_MODES = ("auto", "compact", "shared-prefill", "generate")
-
-
-def validate_params(params: GenParams) -> None:
-    """Raise BackendError for sampling parameters no backend can honour."""
-    if params.n < 1:
-        raise BackendError(f"GenParams.n must be >= 1, got {params.n}")
-    if params.max_tokens < 1:
-        raise BackendError(f"GenParams.max_tokens must be >= 1, got {params.max_tokens}")
-    if params.temperature < 0:
-        raise BackendError(f"GenParams.temperature must be >= 0 (0 = greedy), got {params.temperature}")
-    if not 0 < params.top_p <= 1:
-        raise BackendError(f"GenParams.top_p must be in (0, 1], got {params.top_p}")
-    if isinstance(params.stop, str):
-        raise BackendError("GenParams.stop must be a tuple of strings, not one string; write stop=('\\n\\n',)")
 
 
 class HFBackend:
@@ -179,7 +165,7 @@ class HFBackend:
             if seed is not None:
                 torch.manual_seed(seed)
             with self._out_of_memory_hint(len(ids), width, params):
-                seqs = self.model.generate(input_ids=input_ids, attention_mask=mask, past_key_values=cache,
+                seqs = self.model.generate(input_ids=input_ids, attention_mask=mask, **{cache_kwarg(self.model): cache},
                                            logits_processor=LogitsProcessorList([recorder]),
                                            stopping_criteria=StoppingCriteriaList([stopper]) if stops else None,
                                            **kwargs)

@@ -22,11 +22,22 @@ seeded per chunk; log-probs are under the raw distribution, like the ``generate`
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 # Compact when this share of the rows still in the batch has finished: copying the KV cache costs about
 # as much as a decode step with ~1/8 of the rows (our measurement), so smaller shares are not worth a copy.
 COMPACT_SHARE = 0.125
+
+
+def cache_kwarg(model) -> str:
+    """The forward keyword for the KV cache: ``cache`` in transformers 5.x (``past_key_values`` is deprecated
+    there and goes in 5.40), ``past_key_values`` before."""
+    return "cache" if "cache" in inspect.signature(type(model).forward).parameters else "past_key_values"
+
+
+def _out_cache(out):
+    return out["cache"] if "cache" in out else out.past_key_values
 
 
 def prefill(model, ids: list[list[int]], pad_id: int, device):
@@ -48,14 +59,14 @@ def prefill(model, ids: list[list[int]], pad_id: int, device):
     u_mask = torch.tensor([[1] * common + [0] * (width - len(p)) + [1] * (len(p) - common) for p in prompts],
                           device=device)
     positions = (u_mask.cumsum(-1) - 1).clamp(min=0)
-    cache = DynamicCache(config=model.config)
+    cache, kw = DynamicCache(config=model.config), cache_kwarg(model)
     if common:
         model(input_ids=u_ids[:1, :common], attention_mask=u_mask[:1, :common], position_ids=positions[:1, :common],
-              past_key_values=cache, use_cache=True, logits_to_keep=1)
+              **{kw: cache}, use_cache=True, logits_to_keep=1)
         cache.batch_repeat_interleave(len(prompts))
     if width - 1 > common:
         model(input_ids=u_ids[:, common:width - 1], attention_mask=u_mask[:, :width - 1],
-              position_ids=positions[:, common:width - 1], past_key_values=cache, use_cache=True,
+              position_ids=positions[:, common:width - 1], **{kw: cache}, use_cache=True,
               cache_position=torch.arange(common, width - 1, device=device), logits_to_keep=1)
     if cache.get_seq_length() == 0:  # one-token prompts: nothing to share
         return u_ids[row_u], u_mask[row_u], None
@@ -108,12 +119,13 @@ def decode(model, input_ids, mask, cache, *, max_tokens: int, temperature: float
     past = cache.get_seq_length() if cache is not None else 0
     if cache is None:  # nothing prefilled (one-token prompts): the decoder's first call is the whole prompt
         cur, positions = input_ids, (mask.cumsum(-1) - 1).clamp(min=0)
+    kw = cache_kwarg(model)
     for step in range(max_tokens):
         width = cur.shape[1]
-        logits = model(input_ids=cur, attention_mask=mask, position_ids=positions, past_key_values=cache,
+        logits = model(input_ids=cur, attention_mask=mask, position_ids=positions, **{kw: cache},
                        use_cache=True, cache_position=torch.arange(past, past + width, device=device),
                        logits_to_keep=1)
-        cache = logits.past_key_values
+        cache = _out_cache(logits)
         scores = logits.logits[:, -1, :].float()
         past += width
         raw = torch.log_softmax(scores, dim=-1)

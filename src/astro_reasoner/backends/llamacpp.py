@@ -58,6 +58,8 @@ class LlamaServerBackend:
     """Policy backed by a ``llama-server`` this object starts (see module doc)."""
 
     name = "llamacpp"
+    deterministic = False  # the class default (Policy protocol); __init__ sets the instance's
+    queues_requests = True  # one in-flight request per slot, continuous batching in the server
 
     def __init__(self, model: str, *, binary: str | None = None, parallel: int = 32, ctx_per_slot: int = 2048,
                  threads: int | None = None, outtype: str = "q8_0", batch_size: int = 512,
@@ -93,7 +95,7 @@ class LlamaServerBackend:
             self.server.stop()
             raise
         try:
-            self.inner = OpenAIBackend(str(model), base_url=self.server.urls,
+            self.inner = OpenAIBackend(str(model), base_url=self.server.urls, api_key="",  # no $OPENAI_API_KEY
                                        concurrency=slots, timeout=timeout, deterministic=deterministic,
                                        chat_template=chat_template)
         except BaseException:
@@ -101,6 +103,7 @@ class LlamaServerBackend:
             raise
         self.deterministic = bool(deterministic)
         self.decoding = f"llama-server x{slots} slots, {outtype}"
+        self.dtype = "gguf (as given)" if str(model).endswith(".gguf") else outtype  # what the server runs
 
     def apply_chat_template(self, messages: Sequence[dict[str, str]], continue_text: str = "") -> str:
         return self.inner.apply_chat_template(messages, continue_text)

@@ -23,6 +23,9 @@ default batching gave 3 distinct greedy results and 2 distinct sampled ones, one
 (and took ~1.4x the wall time: prompts are evaluated token by token, cached prefixes still reused). vLLM
 batches requests together and promises no bitwise reproducibility.
 
+Endpoint: ``base_url`` and ``api_key`` default to ``$OPENAI_BASE_URL`` and ``$OPENAI_API_KEY``, as in the OpenAI
+client (without them: ``http://127.0.0.1:8000/v1`` and no key).
+
 ``logprob_sum`` is the sum of the sampled tokens' log-probabilities as the server reports them (raw model
 distribution for vLLM's default mode and llama.cpp), from the OpenAI ``token_logprobs`` list or llama.cpp's
 ``content: [{logprob}]`` list.
@@ -31,6 +34,7 @@ distribution for vLLM's default mode and llama.cpp), from the OpenAI ``token_log
 from __future__ import annotations
 
 import math
+import os
 import random
 import threading
 import time
@@ -41,13 +45,26 @@ from urllib.parse import urlparse
 
 from ..io import stable_seed
 from ..types import Completion, GenParams
-from .base import BackendError
-from .hf import validate_params
+from .base import BackendError, validate_params
 from .tokenizing import PromptTokenizer, cut_at_stop, load_tokenizer
 
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 # llama-cpp-python server flags for bit-reproducible outputs (see the module doc): one token per batch.
 LLAMA_CPP_DETERMINISTIC_ARGS = ("--n_batch", "1", "--n_ubatch", "1")
+
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
+
+
+def default_endpoint(base_url: str | Sequence[str] | None, api_key: str | None
+                     ) -> tuple[str | Sequence[str], str | None]:
+    """As the OpenAI client does: ``$OPENAI_BASE_URL`` when no base_url is given (else a local server on port
+    8000), ``$OPENAI_API_KEY`` when no api_key is given (``api_key=""`` sends none)."""
+    if base_url is None:
+        base_url = os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+    if api_key is None:
+        api_key = os.environ.get("OPENAI_API_KEY") or None
+    return base_url, api_key
 
 
 def normalize_base_url(url: str) -> str:
@@ -79,8 +96,10 @@ class OpenAIBackend:
     """Policy talking to one or more OpenAI-compatible servers (see module doc)."""
 
     name = "openai"
+    deterministic = False  # the class default (Policy protocol); __init__ sets the instance's
+    queues_requests = True  # the thread pool and the server's own batching schedule any number of prompts
 
-    def __init__(self, model: str, *, base_url: str | Sequence[str] = "http://127.0.0.1:8000/v1",
+    def __init__(self, model: str, *, base_url: str | Sequence[str] | None = None,
                  tokenizer: str | None = None, server_model: str | None = None, api_key: str | None = None,
                  concurrency: int = 8, timeout: float = 300.0, max_retries: int = 4, backoff: float = 0.5,
                  top_k: int | None = None, min_p: float = 0.0, deterministic: bool = False,
@@ -89,6 +108,7 @@ class OpenAIBackend:
 
         from ..models import resolve_model
 
+        base_url, api_key = default_endpoint(base_url, api_key)
         urls = [base_url] if isinstance(base_url, str) else list(base_url)
         if not urls:
             raise BackendError("openai backend needs at least one base_url")

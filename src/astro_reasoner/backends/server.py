@@ -8,6 +8,7 @@ under: the backend refuses a server that serves another model), ``{gguf}`` the c
 (``backends.gguf.hf_to_gguf``, cached; only computed when used), ``{port}`` a free local port, ``{host}``,
 ``{replica}`` (0..replicas-1, e.g. for ``CUDA_VISIBLE_DEVICES``). Examples::
 
+    command: "llama-server --model {gguf} --alias {model} --host {host} --port {port} -np 1"
     command: "{python} -m llama_cpp.server --model {gguf} --model_alias {model} --host {host} --port {port}"
     command: "vllm serve {model} --served-model-name {model} --host {host} --port {port} --tensor-parallel-size 8"
 

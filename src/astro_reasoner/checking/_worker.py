@@ -24,6 +24,7 @@ import time
 from collections import OrderedDict
 from itertools import product
 
+from ..types import Verdict
 from .extract import extract_answer
 
 PARSE_CACHE_SIZE = 4096
@@ -119,19 +120,19 @@ def _checker(timeout: int):
         try:
             gold, pred = parsed(gold_text), parsed(answer_text)
             if not gold:
-                return "wrong", "math-verify could not parse the gold answer"
+                return Verdict.WRONG.value, "math-verify could not parse the gold answer"
             if not pred:
-                return "unparseable", "math-verify could not parse the answer"
+                return Verdict.UNPARSEABLE.value, "math-verify could not parse the answer"
             if apart(gold, pred):
-                return "wrong", "math-verify parse + numeric difference"
+                return Verdict.WRONG.value, "math-verify parse + numeric difference"
             ok = verify(gold, pred, timeout_seconds=timeout)  # gold first: verify is not symmetric
-            return ("correct" if ok else "wrong"), "math-verify"
+            return (Verdict.CORRECT if ok else Verdict.WRONG).value, "math-verify"
         except MemoryError:
-            return "wrong", "out of memory in math-verify"
+            return Verdict.WRONG.value, "out of memory in math-verify"
         except BaseException as exc:  # noqa: BLE001 - math-verify's TimeoutException derives from BaseException
             if type(exc).__name__ == "TimeoutException":
-                return "wrong", f"timeout: math-verify's own {timeout} s alarm"
-            return "wrong", f"math-verify error: {type(exc).__name__}"
+                return Verdict.WRONG.value, f"timeout: math-verify's own {timeout} s alarm"
+            return Verdict.WRONG.value, f"math-verify error: {type(exc).__name__}"
 
     return check
 

@@ -28,10 +28,11 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
+from ..text import box_content_or_text
 from ..types import Verdict
-from .extract import as_number, extract_answer, last_boxed, normalize, sanitize
+from .extract import as_number, extract_answer, normalize, sanitize
 from .pool import WorkerPool
 
 _DOLLAR = re.compile(r"(?<!\\)\$")
@@ -52,6 +53,25 @@ class CheckResult:
     @property
     def correct(self) -> bool:
         return self.verdict is Verdict.CORRECT
+
+
+@runtime_checkable
+class AnswerChecker(Protocol):
+    """What the stages call on a checker (search, procedure cloning, best-of-N, evaluation, the difficulty
+    filter, the GRPO reward): :class:`Checker` implements it, and so must any test double. Lifecycle
+    (``close``, the context manager) stays with whoever made the checker, so it is not part of this."""
+
+    def check_batch(self, pairs: Iterable[tuple[Any, Any]]) -> list[CheckResult]:
+        """A verdict for each (gold, completion) pair, in order."""
+        ...
+
+    def equivalent(self, a: str | None, b: str | None) -> bool:
+        """Whether two extracted answers are the same (majority voting); ``a`` plays the gold."""
+        ...
+
+    def equivalent_batch(self, pairs: Iterable[tuple[str | None, str | None]]) -> list[bool]:
+        """:meth:`equivalent` for many pairs (procedure cloning groups terminals by answer with it)."""
+        ...
 
 
 def default_workers() -> int:
@@ -85,8 +105,7 @@ def _gold_text(gold: Any) -> str:
     if not isinstance(gold, (str, int, float)) or isinstance(gold, bool):
         raise TypeError(f"a gold answer must be a str or a number, got {type(gold).__name__}")
     text = sanitize(str(gold)).strip()
-    if "\\boxed" in text or "\\fbox" in text:  # golds given as "\boxed{5}" mean 5
-        text = last_boxed(text) or text
+    text = box_content_or_text(text)  # golds given as "\boxed{5}" mean 5
     if not text:
         raise ValueError("empty gold answer: every problem needs a non-empty answer (check your data file "
                          "with `astro data check FILE`)")

@@ -18,7 +18,9 @@ def check_command(
     task: str = typer.Option("math", "--task", help="math, or countdown (then give --numbers)."),
     numbers: Optional[str] = typer.Option(None, "--numbers", help="countdown: the given numbers, e.g. 8,2,3,4."),
 ) -> None:
-    """Extract the final answer (last \\boxed{}, else "the answer is ...") and check it against the gold."""
+    """Extract the final answer (last \\boxed{}, else "the answer is ...") and check it against the gold.
+
+    Exit code: 0 correct; 1 wrong or unparseable (no answer found); 2 usage error. The verdict prints either way."""
     if (completion is None) == (file is None):
         raise typer.BadParameter("give exactly one of --completion TEXT or --file FILE")
     if file is not None:
@@ -28,6 +30,7 @@ def check_command(
     from ..config import ConfigError
     from ..io import DataError
     from ..tasks import TASK_NAMES, gold_of
+    from ..types import Verdict
     from .checker import Checker
 
     if task not in TASK_NAMES:
@@ -51,6 +54,7 @@ def check_command(
     typer.echo(f"extracted: {result.answer if result.answer is not None else '(none)'}")
     typer.echo(f"verdict:   {result.verdict.value}")
     typer.echo(f"decided by: {result.reason}")
+    raise typer.Exit(0 if result.verdict is Verdict.CORRECT else 1)
 
 
 def register(app: typer.Typer) -> None:

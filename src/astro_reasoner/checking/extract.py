@@ -13,11 +13,9 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-# One token per brace, escaped brace/backslash, or box command. ``\\{`` and ``\\}`` are literal braces in LaTeX
-# and must not change the nesting depth; ``\\\\`` is a line break, so the brace after it is a real one.
-_TOKENS = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])|\\[\\{}]|[{}]")
-_BARE_BOX_ARG = re.compile(r"[^\s$]{1,200}")  # ``\boxed 5``: the argument runs to the next space or '$'
-_SPACES = re.compile(r"[ \t]*")
+from ..text import box_content_or_text, last_boxed, scan_boxes
+
+__all__ = ["as_number", "extract_answer", "last_boxed", "normalize", "sanitize"]  # last_boxed: see text.py
 
 # Fallbacks when there is no box (our choice of phrases; they cover the common instruction-tuned styles).
 # Each pattern matches the phrase only; the answer is the rest of its line (so that a later phrase on the same
@@ -48,44 +46,6 @@ def sanitize(text: str) -> str:
         return _SURROGATE.sub("\ufffd", text)
 
 
-def last_boxed(text: str) -> str | None:
-    """Content of the last complete ``\\boxed{...}`` / ``\\fbox{...}`` / ``\\boxed x`` in ``text``.
-
-    Returns None when there is none, or when the last box is cut off (an unclosed ``\\boxed{`` after the last
-    complete one): an earlier, possibly retracted answer must not stand in for the final one.
-    """
-    return _scan_boxes(text)[0]
-
-
-def _scan_boxes(text: str) -> tuple[str | None, bool]:
-    """(last complete box's content or None, whether any box command occurs at all)."""
-    n = len(text)
-    stack: list[int] = []  # per open brace: start of a box's content, or -1 for an ordinary brace
-    box_next = -1  # position of the '{' that opens a box's argument
-    best: tuple[int, int, int] | None = None  # (end, content start, content end) of the last complete box
-    open_box_at = -1  # start of the latest box seen, complete or not
-    for m in _TOKENS.finditer(text):
-        tok = m.group()
-        if tok[0] == "\\" and len(tok) > 2:  # \boxed or \fbox
-            j = _SPACES.match(text, m.end()).end()
-            open_box_at = m.start()
-            if j < n and text[j] == "{":
-                box_next = j
-            else:
-                arg = _BARE_BOX_ARG.match(text, j)
-                if arg:
-                    best = (arg.end(), arg.start(), arg.end())
-        elif tok == "{":
-            stack.append(m.end() if m.start() == box_next else -1)
-        elif tok == "}" and stack:
-            start = stack.pop()
-            if start >= 0 and (best is None or m.end() > best[0]):
-                best = (m.end(), start, m.start())
-    if best is None or open_box_at >= best[0]:
-        return None, open_box_at >= 0
-    return text[best[1]:best[2]], True
-
-
 def _clean_fallback(s: str) -> str | None:
     s = s.strip().strip("*").strip()
     m = _MATH_SPAN.match(s)
@@ -108,7 +68,7 @@ def extract_answer(text: str) -> str | None:
     """
     if not isinstance(text, str):
         raise TypeError(f"extract_answer expects a str, got {type(text).__name__}")
-    ans, has_box = _scan_boxes(text)
+    ans, has_box = scan_boxes(text)
     if ans is None:
         if has_box:  # the last box is cut off: no final answer (see last_boxed)
             return None
@@ -144,8 +104,7 @@ def normalize(answer: str) -> str:
     no trailing period. Two answers with the same normal form are equal.
     """
     s = answer.strip()
-    if "\\boxed" in s or "\\fbox" in s:
-        s = last_boxed(s) or s
+    s = box_content_or_text(s)
     s = _FRAC_ALIAS.sub(r"\\frac", _DROP.sub("", s)).replace("{,}", ",")
     s = s.rstrip(".")
     if s.startswith("{") and s.endswith("}") and last_boxed("\\boxed" + s) == s[1:-1]:

@@ -23,13 +23,12 @@ from collections import OrderedDict, deque
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..errors import CheckerError  # noqa: F401 (defined in errors.py; re-exported here)
+from ..types import Verdict
+
 STARTUP_TIMEOUT = 120.0  # seconds for the zygote to import math-verify (slow on a loaded machine)
 AFFINITY_SCAN = 64  # queued jobs looked at, and golds remembered, per worker when picking its next job
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the directory that holds astro_reasoner/
-
-
-class CheckerError(RuntimeError):
-    """The checker's worker processes cannot run (e.g. math-verify is not installed)."""
 
 
 class _Zygote:
@@ -216,9 +215,10 @@ class WorkerPool:
             ) -> list[tuple[str, str]]:
         """(verdict value, reason) for each (gold, answer) job, in order. ``budgets``: seconds per job when
         less than the deadline (what is left of it after the job's answer was extracted in a worker)."""
+        wrong = Verdict.WRONG.value
         msgs = self._run([{"gold": g, "answer": a} for g, a in jobs], [g for g, _ in jobs],
-                         timeout={"verdict": "wrong", "reason": f"timeout: no verdict within {self.deadline:g} s"},
-                         crashed={"verdict": "wrong", "reason": "checker worker crashed twice on this answer"},
+                         timeout={"verdict": wrong, "reason": f"timeout: no verdict within {self.deadline:g} s"},
+                         crashed={"verdict": wrong, "reason": "checker worker crashed twice on this answer"},
                          budgets=budgets)
         return [(m["verdict"], m["reason"]) for m in msgs]
 

@@ -8,21 +8,31 @@ as the search's terminal rewards are). A problem stops at its first correct samp
 ``max_samples``. The kept solutions are written in the same ``sft.jsonl`` format as ``astro clone``.
 
 Files in ``out_dir``: ``bestofn.jsonl`` (one record per problem, appended: resumable), ``sft.jsonl``,
-``rl.jsonl``, ``stats.json``, ``README.md``.
+``rl.jsonl``, ``stats.json``, ``README.md``, ``bestofn_config.json`` (the settings; a re-run with others is
+refused, see ``outdir.claim_out_dir``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..io import append_jsonl, done_ids, read_jsonl, stable_seed, write_json, write_jsonl, write_text_atomic
+from ..outdir import claim_out_dir
 from ..prompts import PromptBuilder, PromptConfig
-from ..tasks import gold_of, problem_from_tree
+from ..sampling import CheckedSample, sample_and_check
+from ..tasks import problem_from_tree
 from ..types import GenParams
 from . import export
 from .config import BestOfNConfig
 from .run import read_trees
+
+if TYPE_CHECKING:  # annotations only: the protocols every backend / checker (and test double) implements
+    from ..backends.base import Policy
+    from ..checking import AnswerChecker
+
+SETTINGS_FILE = "bestofn_config.json"
 
 
 def _new_state(tree, budget: int) -> dict[str, Any]:
@@ -30,30 +40,33 @@ def _new_state(tree, budget: int) -> dict[str, Any]:
             "text": None, "answer": None, "verdicts": {}, "over_budget": 0}
 
 
-def _absorb(st: dict[str, Any], comps, results, cfg: BestOfNConfig) -> bool:
+def _absorb(st: dict[str, Any], checked: list[CheckedSample], cfg: BestOfNConfig) -> bool:
     """Count one wave's samples for one problem in order; returns True when the problem is finished."""
-    for comp, res in zip(comps, results):
-        if st["tokens"] + comp.tokens > st["budget"]:
+    for s in checked:
+        if st["tokens"] + s.tokens > st["budget"]:
             st["over_budget"] += 1
             return True  # the budget is spent: this and later samples do not count
-        st["tokens"] += comp.tokens
+        st["tokens"] += s.tokens
         st["samples"] += 1
-        v = res.verdict.value
+        v = s.verdict.value
         st["verdicts"][v] = st["verdicts"].get(v, 0) + 1
-        if v == "correct":
-            st["found"], st["text"], st["answer"] = True, comp.text.strip(), res.answer
+        if s.correct:
+            st["found"], st["text"], st["answer"] = True, s.text.strip(), s.answer
             return True
         if st["samples"] >= cfg.max_samples:
             return True
     return st["tokens"] >= st["budget"]
 
 
-def run_best_of_n(trees_path: str | Path, out_dir: str | Path, cfg: BestOfNConfig, checker, policy, *,
+def run_best_of_n(trees_path: str | Path, out_dir: str | Path, cfg: BestOfNConfig, checker: AnswerChecker,
+                  policy: Policy, *,
                   progress: bool = False) -> dict[str, Any]:
-    cfg.validate()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    trees, info = read_trees(trees_path)
+    trees, info = read_trees(trees_path)  # before anything is written
+    # Records drawn with other settings must not be appended to the same file. The backend is not compared
+    # (the same model served another way draws from the same distribution), as in eval.
+    lock = claim_out_dir(out, dataclasses.asdict(cfg), settings_file=SETTINGS_FILE,  # noqa: F841 - held
+                         holds="best-of-N records", ignore=("backend",))
     rec_path = out / "bestofn.jsonl"
     done = done_ids(rec_path)
     builder = PromptBuilder(policy, PromptConfig(few_shot=cfg.few_shot))
@@ -69,7 +82,7 @@ def run_best_of_n(trees_path: str | Path, out_dir: str | Path, cfg: BestOfNConfi
         active.append((tree, _new_state(tree, int(budget)), builder.continuation(problem_from_tree(tree))))
     bar = task = None
     if progress and active:
-        from rich.progress import Progress
+        from ..progress import Progress
 
         bar = Progress()
         bar.start()
@@ -79,14 +92,10 @@ def run_best_of_n(trees_path: str | Path, out_dir: str | Path, cfg: BestOfNConfi
         while active:
             params = GenParams(n=cfg.batch, max_tokens=cfg.max_tokens, temperature=cfg.temperature,
                                top_p=cfg.top_p, seed=stable_seed(cfg.seed, "best-of-n", wave))
-            outs = policy.generate([p for _, _, p in active], params)
-            results = checker.check_batch([(gold_of(t), c.text) for (t, _, _), comps in zip(active, outs)
-                                           for c in comps])
-            still, finished, pos = [], [], 0
-            for (tree, st, prompt), comps in zip(active, outs):
-                res = results[pos:pos + len(comps)]
-                pos += len(comps)
-                (finished if _absorb(st, comps, res, cfg) else still).append((tree, st, prompt))
+            drawn = sample_and_check(policy, checker, [t for t, _, _ in active], [p for _, _, p in active], params)
+            still, finished = [], []
+            for (tree, st, prompt), checked in zip(active, drawn):
+                (finished if _absorb(st, checked, cfg) else still).append((tree, st, prompt))
             append_jsonl(rec_path, [st for _, st, _ in finished])
             if bar:
                 bar.advance(task, len(finished))

@@ -79,10 +79,37 @@ def clone_command(
         typer.echo(f"pushed to {push(out, push_to_hub, private=private)}")
 
 
+def search_model(trees: Path) -> str | None:
+    """The ``model`` named by the summary.json of the search that wrote ``trees`` (a directory or a trees file
+    in it; a sharded run's summary.shard-*.json too), or None."""
+    from ..io import DataError, read_json
+
+    folder = trees if trees.is_dir() else trees.parent
+    for path in [folder / "summary.json", *sorted(folder.glob("summary.shard-*.json"))]:
+        try:
+            model = read_json(path).get("model") if path.is_file() else None
+        except (DataError, AttributeError):
+            continue
+        if isinstance(model, str) and model:
+            return model
+    return None
+
+
+def _yaml_model(config: Optional[Path], section: Optional[str]) -> bool:
+    from ..config import read_yaml_mapping
+
+    if config is None or not config.exists():
+        return False
+    data = read_yaml_mapping(config)
+    data = data.get(section) or {} if section else data
+    return isinstance(data, dict) and bool(data.get("model"))
+
+
 def best_of_n_command(
     trees: Path = typer.Option(..., "--trees", "-t", help="Search output directory (or a trees.jsonl file)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (re-run the same command to resume)."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="The policy the search used."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="The policy the search used (default: the "
+                                        "model the trees' summary.json names)."),
     backend: Optional[str] = typer.Option(None, "--backend", help="auto, hf, llamacpp, ct2 or openai."),
     config: Optional[Path] = typer.Option(None, "--config", "-c",
                                           help="YAML file (its `best_of_n:` section, or the whole file)."),
@@ -99,6 +126,11 @@ def best_of_n_command(
     section = yaml_section(config, "best_of_n")
     values = parse_overrides(overrides)
     values.update({k: v for k, v in (("model", model), ("backend", backend)) if v is not None})
+    if "model" not in values and not _yaml_model(config, section):
+        found = search_model(trees)  # the policy the search used, as its summary.json names it
+        if found:
+            values["model"] = found
+            typer.echo(f"model: {found} (from the search's summary.json; --model to use another)", err=True)
     cfg = load_config(BestOfNConfig, config, values, section=section)
     policy = make_backend(cfg.backend, cfg.model, **parse_backend_options(backend_option))
     try:

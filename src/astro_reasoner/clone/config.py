@@ -1,7 +1,8 @@
 """``CloneConfig``: every knob of procedure cloning (ASTRO §2.2-2.3), each an ablation flag.
 
-Defaults < ``--config FILE`` (its ``clone:`` section if it has one) < ``key=value`` overrides, then
-``validate()``, which says the cause and the fix for each invalid setting.
+Defaults < ``--config FILE`` (its ``clone:`` section if it has one) < ``key=value`` overrides. Each config is
+validated on construction (``validate()``, run by ``__post_init__``), which says the cause and the fix for each
+invalid setting.
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ def parse_backtracks(value: Any) -> int | dict[int, float]:
     return {k: p / total for k, p in sorted(dist.items())}  # weights are normalized (our choice: forgiving)
 
 
+# Settings that do not change what a clone run writes: left out of its fingerprint and of the resume check.
+NOT_FINGERPRINTED = ("batch_size", "tokenizer")
+
+
 @dataclass
 class CloneConfig:
     mode: str = "astro"  # astro: wrong terminals + backtracks + correct path; direct: correct path only (baseline)
@@ -94,6 +99,11 @@ class CloneConfig:
     tokenizer: str | None = None  # for token lengths in the dataset card; default: the LM's, else word counts
     max_tokens: int | None = None  # drop CoTs longer than this many tokens (match SFT max_length); None: keep all
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        # Validated on construction (TRL-style): an invalid config never exists, so a bad value fails where it
+        # is written, not later in the stage. validate() stays public to re-check after a field is assigned.
+        self.validate()
 
     def validate(self) -> None:
         if self.mode not in MODES:
@@ -137,7 +147,7 @@ class CloneConfig:
     def fingerprint(self) -> str:
         """Hash of the settings that change the output (not batch size or display options)."""
         d = dataclasses.asdict(self)
-        for k in ("batch_size", "tokenizer"):
+        for k in NOT_FINGERPRINTED:
             d.pop(k)
         return stable_hash(d)[:16]
 
@@ -158,9 +168,15 @@ class BestOfNConfig:
     few_shot: int = 2  # worked examples in the prompt, as in the search (prompts.PromptConfig)
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        # Validated on construction (TRL-style): an invalid config never exists, so a bad value fails where it
+        # is written, not later in the stage. validate() stays public to re-check after a field is assigned.
+        self.validate()
+
     def validate(self) -> None:
         if not self.model:
-            raise ConfigError("model is not set: pass --model (the policy the search used, e.g. smollm2-135m)")
+            raise ConfigError("model is not set (nor named by the search's summary.json): pass --model, the "
+                              "policy the search used (e.g. smollm2-135m)")
         for key in ("max_samples", "max_tokens", "batch"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}={getattr(self, key)} must be >= 1")

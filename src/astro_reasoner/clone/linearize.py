@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..io import stable_seed
-from ..types import Move, Node, SearchTree, Trace, Verdict
+from ..types import NO_PARENT, ROOT_ID, Move, Node, SearchTree, Trace, Verdict
 from .config import CloneConfig
 
 SameAnswer = Callable[[list[tuple[str, str]]], list[bool]]  # e.g. Checker.equivalent_batch
@@ -60,9 +60,9 @@ def validate_tree(tree: SearchTree) -> str | None:
     for i, n in enumerate(tree.nodes):
         if n.id != i:
             return f"nodes[{i}] has id {n.id} (ids must equal list positions)"
-        if i == 0 and n.parent != -1:
-            return "nodes[0] (the root) must have parent -1"
-        if i > 0 and not 0 <= n.parent < i:
+        if i == ROOT_ID and n.parent != NO_PARENT:
+            return f"nodes[{ROOT_ID}] (the root) must have parent {NO_PARENT}"
+        if i > ROOT_ID and not ROOT_ID <= n.parent < i:
             return f"nodes[{i}] has parent {n.parent}, not an earlier node"
     return None
 

@@ -17,8 +17,8 @@ Two edits to the steps, both our choices so that the CoT carries exactly one fin
 ``\\boxed{}`` mid-way would be read as an answer by extractors and math-verify merges nearby boxes):
 - steps lose their ``\\boxed{...}`` wrapper (the content stays), except the final step when no final-answer
   phrase follows it;
-- if that boxed final step has no ``\\boxed{}`` (the checker found its answer by a fallback), the answer is
-  appended to it as " The answer is \\boxed{...}.".
+- if that final step has no ``\\boxed`` (``text.has_boxed``, the search's terminal rule; the checker found its
+  answer by a fallback), the answer is appended to it as " The answer is \\boxed{...}".
 A step's own blank lines are collapsed to single newlines so one step stays one paragraph.
 """
 
@@ -30,37 +30,20 @@ from dataclasses import dataclass
 
 from ..behaviour import ORDINALS, ROOT, Patterns, Phrases, analyze_behaviour, resolve_target
 from ..io import stable_seed
+from ..text import has_boxed, join_steps, one_paragraph, unbox
 from ..types import SearchTree, Trace
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
 BRIEF_WORDS = 12
 
 
-def unbox(text: str) -> str:
-    """``\\boxed{x}`` -> ``x`` with balanced braces (written by hand: a regex cannot balance braces)."""
-    out, i = [], 0
-    while True:
-        j = text.find("\\boxed{", i)
-        if j < 0:
-            out.append(text[i:])
-            return "".join(out)
-        out.append(text[i:j])
-        k, depth = j + len("\\boxed{"), 1
-        while k < len(text) and depth:
-            depth += {"{": 1, "}": -1}.get(text[k], 0)
-            k += 1
-        inner_end = k - 1 if depth == 0 else k
-        out.append(text[j + len("\\boxed{"):inner_end])
-        i = k
-
-
 def step_text(tree: SearchTree, node_id: int, *, final: bool) -> str:
     """A node's step as it appears in the CoT (see the module docstring for the two edits)."""
     node = tree.nodes[node_id]
-    text = re.sub(r"\n[ \t]*\n\s*", "\n", node.step.strip())
+    text = one_paragraph(node.step.strip())
     if not final:
         return unbox(text)
-    if "\\boxed{" not in text and node.answer:
+    if not has_boxed(text) and node.answer:
         text = f"{text} The answer is \\boxed{{{node.answer}}}.".strip()
     return text
 
@@ -193,10 +176,10 @@ def render_trace(trace: Trace, tree: SearchTree, phrases: Phrases, *, use_phrase
             min_score = patterns.min_score if patterns else 0.4
             paragraphs.append(phrase("backtrack").replace('"{step}"', brief(steps, it.index, path, min_score)))
             path = path[: path.index(it.index) + 1] if it.index in path else [it.index]
-    return "\n\n".join(p for p in paragraphs if p.strip())
+    return join_steps([p for p in paragraphs if p.strip()])
 
 
 def render_path(tree: SearchTree, node_id: int) -> str:
     """The plain solution path to one node (what self-evaluation judges: ASTRO §2.3)."""
     texts = [step_text(tree, n, final=i == len(tree.path(node_id)) - 1) for i, n in enumerate(tree.path(node_id))]
-    return "\n\n".join(t for t in texts if t)
+    return join_steps([t for t in texts if t])

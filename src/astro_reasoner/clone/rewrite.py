@@ -10,10 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..behaviour import Patterns, analyze_behaviour
 from ..io import stable_seed
-from ..types import GenParams
+from ..types import GenParams, Verdict
+
+if TYPE_CHECKING:  # annotations only: the protocols every backend / checker (and test double) implements
+    from ..backends.base import Policy
+    from ..checking import AnswerChecker
 
 REWRITE_INSTRUCTION = """Rewrite the following step-by-step solution of a math problem as fluent, natural \
 prose, as if one person were thinking aloud while solving it.
@@ -50,8 +55,8 @@ def rewrite_prompt(policy, problem: str, cot: str) -> str:
     return policy.apply_chat_template(messages)
 
 
-def rewrite_batch(policy, checker, items: Sequence[dict], *, temperature: float, max_tokens: int | None,
-                  seed: int, patterns: Patterns | None = None) -> list[RewriteResult]:
+def rewrite_batch(policy: Policy, checker: AnswerChecker, items: Sequence[dict], *, temperature: float,
+                  max_tokens: int | None, seed: int, patterns: Patterns | None = None) -> list[RewriteResult]:
     """Rewrite ``items`` (dicts with ``problem``, ``answer`` (gold), ``cot``, ``n_backtracks``, ``key``)."""
     if not items:
         return []
@@ -67,7 +72,7 @@ def rewrite_batch(policy, checker, items: Sequence[dict], *, temperature: float,
         if not text:
             results.append(RewriteResult(it["cot"], False, "empty"))
             continue
-        if chk.verdict.value != "correct":
+        if chk.verdict is not Verdict.CORRECT:
             results.append(RewriteResult(it["cot"], False, f"final answer {chk.verdict.value} ({chk.answer!r})"))
             continue
         n_bt = len(analyze_behaviour(text, patterns).backtracks)

@@ -6,100 +6,77 @@ filter is on), ``traces.jsonl`` (every trace, with its moves), ``cots.jsonl`` (o
 CoT and what happened to it), ``sft.jsonl``, ``rl.jsonl``, ``README.md`` (dataset card), ``stats.json``
 (including the SFT mix: k = 0 and k >= 1 examples per problem), ``clone_config.json``. The LM stages append
 per batch, so a run resumes where it stopped.
-Bad input never crashes the run: malformed lines, broken trees and trees without a correct or wrong
-terminal are counted and reported (``stats["messages"]``).
+Trees are read with the search's reader (``search.storage.iter_trees``): a malformed line stops the run with
+one error naming file:line, and only a torn last line (a search still writing, or killed) is dropped. Trees
+that parse but are broken, and trees without a correct or wrong terminal, are counted and reported
+(``stats["messages"]``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..behaviour import load_patterns, load_phrases
 from ..config import ConfigError
-from ..io import DataError, DirLock, append_jsonl, done_ids, lock_dir, read_json, read_jsonl, write_json, write_jsonl
+from ..io import DirLock, append_jsonl, done_ids, read_jsonl, write_json, write_jsonl
+from ..outdir import claim_out_dir
 from ..tasks import gold_of, problem_from_tree
-from ..types import SearchTree
+from ..types import SearchTree, Verdict
 from . import export
-from .config import CloneConfig
+from .config import NOT_FINGERPRINTED, CloneConfig
 from .linearize import LinearizeStats, linearize_tree, validate_tree
 from .render import render_path, render_trace, trace_signature
 from .rewrite import rewrite_batch
 from .selfeval import selfeval_batch
 
+if TYPE_CHECKING:  # annotations only: the protocols every backend / checker (and test double) implements
+    from ..backends.base import Policy
+    from ..checking import AnswerChecker
+
 MAX_MESSAGES = 20
 
 
 def read_trees(path: str | Path) -> tuple[list[SearchTree], dict[str, Any]]:
-    """Trees from a trees.jsonl file or a search output directory; bad lines are skipped and counted."""
-    from ..search.storage import tree_files
+    """Trees from a trees.jsonl file or a search output directory, through the search's own reader (one
+    bad-line policy: a malformed line, a non-tree line or a repeated problem id is a DataError naming
+    file:line; only a torn last line is dropped). Trees whose structure is broken are skipped and counted."""
+    from ..search.storage import iter_trees
 
-    files = tree_files(path)
-    if not files:
-        raise DataError(f"{path}: no trees.jsonl found; run `astro search ... --out DIR` and pass --trees DIR")
     info: dict[str, Any] = {"malformed": 0, "duplicate_ids": 0, "messages": []}
     trees: list[SearchTree] = []
-    seen: dict[str, str] = {}
-
-    def bad(msg: str) -> None:
-        info["malformed"] += 1
-        info["messages"].append(msg)
-
-    for f in files:
-        lines = f.read_bytes().split(b"\n")
-        for lineno, raw in enumerate(lines, start=1):
-            if not raw.strip():
-                continue
-            where = f"{f}:{lineno}"
-            try:
-                rec = json.loads(raw.decode("utf-8"))
-                tree = SearchTree.from_json(rec)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                torn = lineno == len(lines)  # no trailing newline: a search still writing, or killed
-                bad(f"{where}: {'torn last line' if torn else 'not valid JSON'} ({exc}); skipped")
-                continue
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                bad(f"{where}: not a search tree record ({type(exc).__name__}: {exc}); skipped")
-                continue
-            problem = validate_tree(tree)
-            if problem:
-                bad(f"{where}: broken tree for {tree.problem_id!r}: {problem}; skipped")
-                continue
-            if tree.problem_id in seen:
-                info["duplicate_ids"] += 1
-                info["messages"].append(f"{where}: problem {tree.problem_id!r} already read from "
-                                        f"{seen[tree.problem_id]}; kept the first")
-                continue
-            seen[tree.problem_id] = where
-            trees.append(tree)
+    for where, tree in iter_trees(path):
+        problem = validate_tree(tree)
+        if problem:
+            info["malformed"] += 1
+            info["messages"].append(f"{where}: broken tree for {tree.problem_id!r}: {problem}; skipped")
+            continue
+        trees.append(tree)
     if not trees and not info["malformed"]:
         info["messages"].append(f"{path}: the trees file is empty")
     return trees, info
 
 
+# Outputs of a clone run, deleted by --overwrite (clone_config.json is rewritten by the claim).
+OUTPUTS = ("selfeval.jsonl", "cots.jsonl", "traces.jsonl", "sft.jsonl", "rl.jsonl", "README.md", "stats.json")
+
+
 def _check_out_dir(out: Path, cfg: CloneConfig, overwrite: bool) -> DirLock:
-    lock = lock_dir(out)  # one writer per output directory; kept by run_clone for the whole run
-    cfg_path = out / "clone_config.json"
+    """Claim ``out`` (kept by run_clone for the whole run): the settings are compared with those in
+    clone_config.json, except the keys ``CloneConfig.fingerprint`` leaves out (they do not change outputs)."""
+    now = dataclasses.asdict(cfg)
+    lock = claim_out_dir(out, now, settings_file="clone_config.json", holds="clone outputs",
+                         record={"fingerprint": cfg.fingerprint(), "config": now}, under="config",
+                         ignore=NOT_FINGERPRINTED, overwrite=overwrite, overwrite_flag="--overwrite")
     if overwrite:
-        for name in ("selfeval.jsonl", "cots.jsonl", "traces.jsonl", "sft.jsonl", "rl.jsonl", "README.md", "stats.json"):
+        for name in OUTPUTS:
             (out / name).unlink(missing_ok=True)
-    elif cfg_path.exists():
-        old = read_json(cfg_path)
-        if old.get("fingerprint") != cfg.fingerprint():
-            now = dataclasses.asdict(cfg)
-            diff = {k: (old.get("config", {}).get(k), now[k]) for k in now
-                    if old.get("config", {}).get(k) != now[k]}
-            raise ConfigError(f"{out} was written with other clone settings ({diff}); use a new --out directory "
-                              f"or pass --overwrite")
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(cfg_path, {"fingerprint": cfg.fingerprint(), "config": dataclasses.asdict(cfg)})
     return lock
 
 
-def _token_counter(cfg: CloneConfig, policy) -> tuple[Callable[[str], int], str]:
+def _token_counter(cfg: CloneConfig, policy: Policy | None) -> tuple[Callable[[str], int], str]:
     if policy is not None:
         return policy.count_tokens, "tokens"
     if cfg.tokenizer:
@@ -113,7 +90,7 @@ def _token_counter(cfg: CloneConfig, policy) -> tuple[Callable[[str], int], str]
     return (lambda t: len(t.split())), "whitespace words; set tokenizer=... for tokens"
 
 
-def make_policy(cfg: CloneConfig, **backend_options: Any):
+def make_policy(cfg: CloneConfig, **backend_options: Any) -> Policy:
     """The LM for rewrite/self-eval from ``cfg.backend`` and ``cfg.model``."""
     if not cfg.model:
         raise ConfigError("rewrite/selfeval need an LM: set model=... (and backend=hf|openai), or turn them off")
@@ -122,10 +99,10 @@ def make_policy(cfg: CloneConfig, **backend_options: Any):
     return make_backend(cfg.backend, cfg.model, **backend_options)
 
 
-def run_clone(trees_path: str | Path, out_dir: str | Path, cfg: CloneConfig, checker, policy=None, *,
+def run_clone(trees_path: str | Path, out_dir: str | Path, cfg: CloneConfig, checker: AnswerChecker,
+              policy: Policy | None = None, *,
               overwrite: bool = False, progress: bool = False) -> dict[str, Any]:
     """Run procedure cloning end to end; returns the statistics (also written to ``stats.json``)."""
-    cfg.validate()
     out = Path(out_dir)
     lock = _check_out_dir(out, cfg, overwrite)  # noqa: F841 - held for the run
     trees, info = read_trees(trees_path)
@@ -157,11 +134,9 @@ def run_clone(trees_path: str | Path, out_dir: str | Path, cfg: CloneConfig, che
     return _export(out, cfg, trees, traces, tree_of, info, lin, count, unit, votes)
 
 
-def _selfeval_terminals(trees, path: Path, cfg: CloneConfig, policy) -> dict[str, dict[str, list[str]]]:
+def _selfeval_terminals(trees, path: Path, cfg: CloneConfig, policy: Policy) -> dict[str, dict[str, list[str]]]:
     """Votes on every correct terminal's solution path (ASTRO §2.3 self-evaluation, applied to the correct
     terminals, so astro and direct data pass the same filter): problem id -> {node id: votes}. Resumable."""
-    from ..types import Verdict
-
     done = {r["problem_id"]: r["votes"] for r in (read_jsonl(path) if path.exists() else [])}
     todo = [t for t in trees if t.problem_id not in done]
     for i in range(0, len(todo), cfg.batch_size):
@@ -182,14 +157,15 @@ def _key(trace) -> str:
     return f"{trace.problem_id}#{trace.meta.get('trace_index', 0)}"
 
 
-def _process(traces, tree_of, cots_path: Path, cfg: CloneConfig, checker, policy, phrases, patterns, count,
+def _process(traces, tree_of, cots_path: Path, cfg: CloneConfig, checker: AnswerChecker, policy: Policy | None,
+             phrases, patterns, count,
              progress: bool) -> None:
     """Render, rewrite, self-evaluate and re-check every trace not yet in ``cots.jsonl``; append per batch."""
     done = done_ids(cots_path, key="key")
     todo = [t for t in traces if _key(t) not in done]
     bar = None
     if progress and todo:
-        from rich.progress import Progress
+        from ..progress import Progress
 
         bar = Progress(transient=False)
         bar.start()
@@ -229,7 +205,7 @@ def _process_batch(batch, tree_of, cfg, checker, policy, phrases, patterns, coun
     for r, chk in zip(recs, checks):
         r["final_answer"], r["verdict"] = chk.answer, chk.verdict.value
         r["length"] = count(r["cot"])
-        if r["kept"] and chk.verdict.value != "correct":  # every exported CoT must re-check CORRECT
+        if r["kept"] and chk.verdict is not Verdict.CORRECT:  # every exported CoT must re-check CORRECT
             r["kept"], r["drop"] = False, "recheck"
         elif r["kept"] and cfg.max_tokens is not None and r["length"] > cfg.max_tokens:
             r["kept"], r["drop"] = False, "too_long"

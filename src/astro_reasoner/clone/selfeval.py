@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ..io import stable_seed
 from ..types import GenParams
+
+if TYPE_CHECKING:  # annotations only: the protocols every backend / checker (and test double) implements
+    from ..backends.base import Policy
 
 QUESTION = """Here is a math problem and a proposed solution.
 
@@ -51,7 +55,7 @@ def selfeval_prompt(policy, problem: str, cot: str) -> str:
     return policy.apply_chat_template(messages)
 
 
-def selfeval_batch(policy, items: Sequence[dict], *, votes: int, temperature: float, max_tokens: int,
+def selfeval_batch(policy: Policy, items: Sequence[dict], *, votes: int, temperature: float, max_tokens: int,
                    seed: int) -> list[list[str]]:
     """J votes for each of ``items`` (dicts with ``problem``, ``cot``, ``key``)."""
     if not items:

@@ -18,7 +18,7 @@ DATA_DIR_HELP = "Directory with the benchmark files (math500.jsonl, ...); defaul
 
 @data_app.command("synth")
 def synth_command(
-    output: Path = typer.Option(..., "--output", "-o", help="JSONL file to write."),
+    output: Path = typer.Option(..., "--output", "-o", "--out", help="JSONL file to write."),
     task: str = typer.Option("math", "--task", help="math (word problems) or countdown (numbers to a target)."),
     steps: int = typer.Option(2, "--steps", help="math: operations per problem (1-6)."),
     n: int = typer.Option(200, "--n", "-n", help="Number of problems."),
@@ -128,7 +128,7 @@ def show_command(
 @data_app.command("convert")
 def convert_command(
     spec: str = typer.Argument(..., help=SPEC_HELP),
-    output: Path = typer.Option(..., "--output", "-o", help="JSONL file to write."),
+    output: Path = typer.Option(..., "--output", "-o", "--out", help="JSONL file to write."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Keep the first N problems."),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
 ) -> None:

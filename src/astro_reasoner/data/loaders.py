@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..io import DataError, write_jsonl
+from ..io import DataError, jsonl_rows, parse_json, write_jsonl
 from ..types import Problem
 from .validate import LoadReport, Row, to_problems
 
@@ -50,36 +50,16 @@ BENCHMARKS = {
 
 # ---- reading files ----------------------------------------------------------------------------------------------
 
-# What Python's json raises for bad bytes, bad syntax, a 5,000-digit integer (ValueError) or 100k nested
-# brackets (RecursionError): all are a bad line of the file.
-_JSON_ERRORS = (UnicodeDecodeError, ValueError, RecursionError)
-
-
-def _why(exc: BaseException) -> str:
-    return "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
-
-
 def _rows_jsonl(path: Path) -> Iterator[Row]:
-    with path.open("rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                data = json.loads(raw.decode("utf-8-sig" if lineno == 1 else "utf-8"))  # a BOM is allowed
-            except _JSON_ERRORS as exc:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({_why(exc)}); fix or delete this line") from None
-            yield Row(f"{path}:{lineno}", data)
+    # The project's one JSONL reader and bad-line policy; non-object lines are reported by validation.
+    for lineno, data in jsonl_rows(path):
+        yield Row(f"{path}:{lineno}", data)
 
 
 def _rows_json(path: Path) -> Iterator[Row]:
     """A JSON array of objects (or an object holding one such array), with the line each element starts on."""
     text = _read_text(path)
-    try:
-        top = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-    except _JSON_ERRORS as exc:
-        raise DataError(f"{path}: not valid JSON ({_why(exc)})") from None
+    top = parse_json(text, path)  # the same errors as every JSON file we read
     if isinstance(top, dict):
         lists = [k for k, v in top.items() if isinstance(v, list)]
         if len(lists) != 1:

@@ -13,6 +13,7 @@ import random
 from dataclasses import dataclass
 
 from ..io import stable_seed
+from ..text import join_steps
 from ..types import Problem
 
 OPS = "+-*/"
@@ -150,7 +151,7 @@ def _render(rng: random.Random, story: Story, ops: list[str], nums: list[int]) -
     sentences.append(story.question.format(**fill))
     steps.append(f"The answer is \\boxed{{{value}}}.")
     text = " ".join(s[0].upper() + s[1:] for s in sentences)
-    return text, "\n\n".join(steps), value
+    return text, join_steps(steps), value
 
 
 def validate_options(steps: int, n: int, ops: str, min_value: int, max_value: int, max_factor: int) -> str:

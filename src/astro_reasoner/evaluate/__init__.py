@@ -2,6 +2,8 @@
 behaviour (reflections, backtracks), and analyse behaviour against accuracy across runs."""
 
 from .config import EvalConfig
-from .run import evaluate_model, is_eval_dir, read_samples, run_eval, summarize
+from .run import evaluate_model, is_eval_dir, load_samples, read_samples, run_eval, summarize
+from .sample import EvalSample
 
-__all__ = ["EvalConfig", "evaluate_model", "is_eval_dir", "read_samples", "run_eval", "summarize"]
+__all__ = ["EvalConfig", "EvalSample", "evaluate_model", "is_eval_dir", "load_samples", "read_samples", "run_eval",
+           "summarize"]

@@ -107,7 +107,7 @@ def correlations(points: Sequence[dict[str, Any]], x_key: str) -> dict[str, dict
 
 def correlation_report(run_dirs: Sequence[str | Path], out_dir: str | Path) -> dict[str, Any]:
     """Compute both correlations over ``run_dirs``; write correlation.json, correlation.md and two PNGs."""
-    from ..viz.plots import correlation_plot
+    from .plots import correlation_plot
 
     runs = find_eval_dirs(run_dirs)
     points = collect_points(runs)
@@ -153,7 +153,7 @@ def read_training_metrics(path: str | Path) -> tuple[list[dict[str, Any]], list[
 def training_report(metrics_path: str | Path, out: str | Path) -> dict[str, Any]:
     """Plot the RL curves to ``out`` (a .png file, or a directory that gets training.png and
     training.json); returns the first/last value of each series present."""
-    from ..viz.plots import training_curves
+    from .plots import training_curves
 
     out = Path(out)
     out_png = out if out.suffix.lower() == ".png" else out / "training.png"

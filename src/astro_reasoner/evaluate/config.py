@@ -1,4 +1,4 @@
-"""`EvalConfig`: how `astro eval` samples, checks and scores (one dataclass, validated early).
+"""`EvalConfig`: how `astro eval` samples, checks and scores (one dataclass, validated on construction).
 
 Defaults and where they come from:
 - ``n=16``, ``k=8``: the ASTRO protocol, pass@1 averaged over 16 samples plus maj@8 on MATH-500, AMC 2023
@@ -51,6 +51,11 @@ class EvalConfig:
 
     def generation_settings(self) -> dict:
         return {key: getattr(self, key) for key in GENERATION_KEYS}
+
+    def __post_init__(self) -> None:
+        # Validated on construction (TRL-style): an invalid config never exists, so a bad value fails where it
+        # is written, not later in the stage. validate() stays public to re-check after a field is assigned.
+        self.validate()
 
     def validate(self) -> None:
         if not self.datasets:

@@ -8,7 +8,9 @@ Output directory:
   batch, so a resumed run may draw other (equally distributed) samples than an uninterrupted one would.
 - ``eval_config.json``: the model and the generation settings of the samples on disk; a re-run with other
   generation settings is refused rather than mixing two distributions in one file.
-- ``summary.json`` and ``summary.md``: metrics per dataset and overall (pooled over all problems).
+- ``summary.json`` and ``summary.md``: metrics per dataset and overall (pooled over all problems); summary.json
+  also records the model's revision and dtype, the run's start and end (UTC) and the first problem's rendered
+  prompt (evaluate/metadata.py).
 """
 
 from __future__ import annotations
@@ -17,17 +19,25 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import ConfigError, config_to_dict
-from ..io import DataError, DirLock, append_jsonl, drop_torn_tail, lock_dir, read_json, read_jsonl, stable_seed, \
-    write_json, write_text_atomic
+from ..io import DataError, DirLock, append_jsonl, drop_torn_tail, read_json, read_jsonl, stable_seed, write_json, \
+    write_text_atomic
+from ..outdir import claim_out_dir
 from ..prompts import PromptBuilder
-from ..tasks import gold_of, task_fields, vote_keys
-from ..types import GenParams, Problem, Verdict
+from ..sampling import sample_and_check
+from ..tasks import task_fields, vote_keys
+from ..types import GenParams, Problem
 from .behaviour_stats import aggregate_behaviour, behaviour_counts
 from .config import EvalConfig
+from .metadata import now_utc, run_metadata
 from .metrics import score_problems
+from .sample import EvalSample
+
+if TYPE_CHECKING:  # annotations only: the protocols every backend / checker (and test double) implements
+    from ..backends.base import Policy
+    from ..checking import AnswerChecker
 
 SAMPLES = "samples.jsonl"
 SUMMARY = "summary.json"
@@ -61,23 +71,10 @@ def load_datasets(cfg: EvalConfig) -> dict[str, list[Problem]]:
 
 def _check_resume(out: Path, cfg: EvalConfig, model: str) -> DirLock:
     """Claim ``out`` (one writer per directory; keep the returned lock while sampling) and refuse to add
-    samples drawn with other settings to an existing run (cause + fix in the message)."""
-    lock = lock_dir(out)
-    path = out / CONFIG
+    samples drawn with other settings to an existing run (``outdir.claim_out_dir``). Only the settings both
+    the file and this run name are compared: a file from a version that recorded fewer still resumes."""
     mine = {"model": model, **cfg.generation_settings()}
-    if path.exists():
-        theirs = read_json(path)
-        diff = [k for k in mine if k in theirs and theirs[k] != mine[k]]
-        if diff:
-            shown = ", ".join(f"{k}: {theirs[k]!r} on disk vs {mine[k]!r} now" for k in diff)
-            raise ConfigError(f"{out}: this eval directory holds samples made with other settings ({shown}); "
-                              "use a new --out directory, or delete this one to start over")
-        return lock
-    if (out / SAMPLES).exists():
-        raise ConfigError(f"{out / SAMPLES} exists but {path} does not, so its settings are unknown; "
-                          "use a new --out directory or delete that file")
-    write_json(path, mine)
-    return lock
+    return claim_out_dir(out, mine, settings_file=CONFIG, holds="samples", only_common=True, outputs=(SAMPLES,))
 
 
 def is_eval_dir(path: str | Path) -> bool:
@@ -100,11 +97,16 @@ def read_samples(path: str | Path) -> list[dict[str, Any]]:
     return list(read_jsonl(path, tolerate_torn_tail=True)) if path.exists() else []
 
 
-def _missing(problems: dict[str, list[Problem]], records: list[dict[str, Any]], n: int
+def load_samples(path: str | Path) -> list[EvalSample]:
+    """:func:`read_samples` as typed records (a record missing a key of the format is a KeyError)."""
+    return [EvalSample.from_json(d) for d in read_samples(path)]
+
+
+def _missing(problems: dict[str, list[Problem]], records: list[EvalSample], n: int
              ) -> list[tuple[str, Problem, tuple[int, ...]]]:
     have: dict[tuple[str, str], set[int]] = defaultdict(set)
     for r in records:
-        have[(r["dataset"], str(r["problem_id"]))].add(int(r["sample"]))
+        have[(r.dataset, str(r.problem_id))].add(int(r.sample))
     todo = []
     for label, probs in problems.items():
         for p in probs:
@@ -123,17 +125,19 @@ def _batches(todo: list, size: int) -> list[list]:
 
 
 def _progress(enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+    from ..progress import Progress
 
     return Progress(TextColumn("[bold]eval[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("samples"), TimeRemainingColumn(), disable=not enabled)
 
 
-def generate_missing(policy, cfg: EvalConfig, problems: dict[str, list[Problem]], samples_path: Path,
-                     checker, *, progress: bool = True) -> dict[str, int]:
+def generate_missing(policy: Policy, cfg: EvalConfig, problems: dict[str, list[Problem]], samples_path: Path,
+                     checker: AnswerChecker, *, progress: bool = True) -> dict[str, int]:
     """Sample, check and append every missing (problem, sample); returns token accounting."""
     drop_torn_tail(samples_path)
-    todo = _missing(problems, read_samples(samples_path), cfg.n)
+    todo = _missing(problems, load_samples(samples_path), cfg.n)
     builder = PromptBuilder(policy, cfg.prompt_config())
     stats = {"generated_tokens": 0, "prompt_tokens": 0, "backend_calls": 0, "new_samples": 0}
     total = sum(len(m) for _, _, m in todo)
@@ -144,18 +148,18 @@ def generate_missing(policy, cfg: EvalConfig, problems: dict[str, list[Problem]]
             params = GenParams(n=len(miss), max_tokens=cfg.max_tokens, stop=tuple(cfg.stop),
                                temperature=cfg.temperature, top_p=cfg.top_p,
                                seed=stable_seed(cfg.seed, label, first.id, miss[0]))
-            outs = policy.generate([builder.continuation(p) for _, p, _ in batch], params)  # the task's prompt
-            flat = [(p, j, c) for (_, p, m), comps in zip(batch, outs) for j, c in zip(m, comps)]
-            checks = checker.check_batch([(gold_of(p), c.text) for p, _, c in flat])
+            drawn = sample_and_check(policy, checker, [p for _, p, _ in batch],
+                                     [builder.continuation(p) for _, p, _ in batch], params)  # the task's prompt
             records = []
-            for (p, j, c), res in zip(flat, checks):
-                verdict = res.verdict.value if isinstance(res.verdict, Verdict) else str(res.verdict)
-                records.append({"dataset": label, "problem_id": p.id, "sample": j, "seed": params.seed,
-                                "problem": p.problem, "gold": p.answer, "text": c.text, "tokens": c.tokens,
-                                "finish_reason": c.finish_reason, "answer": res.answer, "verdict": verdict,
-                                **behaviour_counts(c.text), **task_fields(p)})  # no task fields for math
-                stats["generated_tokens"] += c.tokens
-                stats["prompt_tokens"] += c.prompt_tokens
+            for (_, p, m), checked in zip(batch, drawn):
+                for j, s in zip(m, checked):
+                    records.append(EvalSample(
+                        dataset=label, problem_id=p.id, sample=j, seed=params.seed, problem=p.problem,
+                        gold=p.answer, text=s.text, tokens=s.tokens, finish_reason=s.finish_reason,
+                        answer=s.answer, verdict=s.verdict, counts=behaviour_counts(s.text),
+                        task_fields=task_fields(p)).to_json())  # no task fields for math
+                    stats["generated_tokens"] += s.tokens
+                    stats["prompt_tokens"] += s.prompt_tokens
             append_jsonl(samples_path, records)
             stats["backend_calls"] += 1
             stats["new_samples"] += len(records)
@@ -163,29 +167,29 @@ def generate_missing(policy, cfg: EvalConfig, problems: dict[str, list[Problem]]
     return stats
 
 
-def summarize(records: Sequence[dict[str, Any]], k: int, equivalent: Callable[[str, str], bool], *,
+def summarize(records: Sequence[EvalSample], k: int, equivalent: Callable[[str, str], bool], *,
               n: int | None = None, bootstrap: int = 1000, seed: int = 0,
               keep: dict[str, set[str]] | None = None) -> dict[str, Any]:
-    """Scores per dataset and overall from sample records (optionally only samples < n and the problem
-    ids in ``keep``). Behaviour counts are recomputed from the text, so they follow the shared counter."""
-    by_problem: dict[tuple[str, str], dict[int, dict]] = defaultdict(dict)
+    """Scores per dataset and overall from the samples (:func:`load_samples`; optionally only samples < n and
+    the problem ids in ``keep``). Behaviour counts are recomputed from the text, so they follow the shared counter."""
+    by_problem: dict[tuple[str, str], dict[int, EvalSample]] = defaultdict(dict)
     for r in records:
-        ds, pid, j = r["dataset"], str(r["problem_id"]), int(r["sample"])
+        ds, pid, j = r.dataset, str(r.problem_id), int(r.sample)
         if (n is None or j < n) and (keep is None or pid in keep.get(ds, ())):
             by_problem[(ds, pid)][j] = r
     per_ds: dict[str, list] = defaultdict(list)
     rows: dict[str, list] = defaultdict(list)
     for (ds, _), samples in sorted(by_problem.items()):
         ordered = [samples[j] for j in sorted(samples)]
-        correct = [s["verdict"] == Verdict.CORRECT.value for s in ordered]
-        answers = [s.get("answer") for s in ordered]
-        problem = {"answers": answers, "correct": correct, "tokens": [int(s.get("tokens", 0)) for s in ordered]}
-        keys = vote_keys(ordered[0].get("task"), answers, [s["verdict"] for s in ordered])
+        correct = [s.correct for s in ordered]
+        answers = [s.answer for s in ordered]
+        problem = {"answers": answers, "correct": correct, "tokens": [int(s.tokens) for s in ordered]}
+        keys = vote_keys(ordered[0].task, answers, [s.verdict for s in ordered])
         if keys is not None:  # a task whose answers vote by its verifier, not by value (countdown)
             problem["vote_keys"] = keys
         per_ds[ds].append(problem)
         for s, ok in zip(ordered, correct):
-            rows[ds].append({**behaviour_counts(s.get("text", "")), "tokens": int(s.get("tokens", 0)),
+            rows[ds].append({**behaviour_counts(s.text), "tokens": int(s.tokens),
                              "correct": ok})
 
     def score(problems: list, sample_rows: list, tag: str) -> dict[str, Any]:
@@ -245,13 +249,22 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def run_eval(policy, cfg: EvalConfig, out_dir: str | Path, checker=None, *, model: str | None = None,
-             problems: dict[str, list[Problem]] | None = None, progress: bool = True) -> dict[str, Any]:
+def _first_prompt(policy: Policy, cfg: EvalConfig, problems: dict[str, list[Problem]]) -> dict[str, Any] | None:
+    """The exact text sent to the backend for the first problem (template, few-shot examples and all)."""
+    for label, probs in problems.items():
+        if probs:
+            text = PromptBuilder(policy, cfg.prompt_config()).continuation(probs[0])
+            return {"dataset": label, "problem_id": probs[0].id, "prompt": text}
+    return None
+
+
+def run_eval(policy: Policy, cfg: EvalConfig, out_dir: str | Path, checker: AnswerChecker | None = None, *,
+             model: str | None = None, problems: dict[str, list[Problem]] | None = None, progress: bool = True
+             ) -> dict[str, Any]:
     """Evaluate ``policy`` (any :class:`~astro_reasoner.backends.base.Policy`) as ``cfg`` says, into
     ``out_dir``; resumes an interrupted run there. ``model`` names what is evaluated (default: the backend's
     model path or name); a resumed run must name the same. ``problems``: the datasets already loaded by
     :func:`load_datasets` (else loaded here). Returns the summary (also in summary.json)."""
-    cfg.validate()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = model or str(getattr(policy, "model_path", None) or policy.name)
@@ -262,30 +275,33 @@ def run_eval(policy, cfg: EvalConfig, out_dir: str | Path, checker=None, *, mode
         from ..checking import Checker
 
         checker = Checker(workers=cfg.checker_workers)
-    t0 = time.time()
+    t0, started = time.time(), now_utc()
     try:
+        meta = run_metadata(policy, model, _first_prompt(policy, cfg, problems))
         stats = generate_missing(policy, cfg, problems, out / SAMPLES, checker, progress=progress)
         keep = {ds: {p.id for p in probs} for ds, probs in problems.items()}
-        summary = summarize(read_samples(out), cfg.k, checker.equivalent, n=cfg.n, bootstrap=cfg.bootstrap,
+        summary = summarize(load_samples(out), cfg.k, checker.equivalent, n=cfg.n, bootstrap=cfg.bootstrap,
                             seed=cfg.seed, keep=keep)
     finally:
         if own:
             checker.close()
     summary = {"model": model, "backend": policy.name, "n": cfg.n, **summary, "config": config_to_dict(cfg),
-               "versions": _versions(), "run": {**stats, "wall_seconds": round(time.time() - t0, 2)}}
+               "versions": _versions(), **meta,
+               "run": {**stats, "wall_seconds": round(time.time() - t0, 2), "started": started,
+                       "finished": now_utc()}}
     write_json(out / SUMMARY, summary)
     write_text_atomic(out / SUMMARY_MD, summary_markdown(summary))
     return summary
 
 
 def evaluate_model(model: str, cfg: EvalConfig, out_dir: str | Path, *, backend: str = "hf",
-                   backend_options: dict[str, Any] | None = None, checker=None, progress: bool = True
+                   backend_options: dict[str, Any] | None = None, checker: AnswerChecker | None = None,
+                   progress: bool = True
                    ) -> dict[str, Any]:
     """Make the backend for ``model`` (hub id, local dir, alias such as ``smollm2-135m``, or a served model
     name for ``openai``), run :func:`run_eval`, and close the backend."""
     from ..backends import make_backend
 
-    cfg.validate()
     problems = load_datasets(cfg)  # a bad dataset spec fails in a second, before a model loads
     policy = make_backend(backend, model, **(backend_options or {}))
     try:

@@ -8,10 +8,10 @@ from typing import Optional
 
 import typer
 
-REPO_CONFIGS = Path(__file__).resolve().parents[3] / "configs"
+from .recipes import recipes_help, resolve_recipe
 
 
-def run_pipeline(config: Path | None, overrides: list[str], force: list[str] | None = None,
+def run_pipeline(config: str | Path | None, overrides: list[str], force: list[str] | None = None,
                  until: str | None = None, status_only: bool = False, plan_only: bool = False,
                  gpu_memory: float = 80.0) -> int:
     from rich.console import Console
@@ -20,6 +20,8 @@ def run_pipeline(config: Path | None, overrides: list[str], force: list[str] | N
     from .stages import build_graph
 
     console = Console()
+    if config is not None:
+        config = resolve_recipe(config)  # a file, else a packaged recipe's name (pipeline/recipes.py)
     cfg = load_pipeline_config(config, overrides)
     graph = build_graph(cfg)
     if plan_only:  # before anything touches the run directory: a plan writes nothing
@@ -34,6 +36,7 @@ def run_pipeline(config: Path | None, overrides: list[str], force: list[str] | N
             console.print(f"{graph.status(name):>8}  {name:<28} {st.title}")
         return 0
     graph.dependents([*(force or []), *([until] if until else [])])  # unknown names fail before any write
+    require_extras(cfg, graph, until, force)  # a missing extra fails now, not after an hour of search
     lock = graph.lock()  # one writer per run directory, from --force's moves to the last stage
     if force:
         redo = graph.invalidate(force)
@@ -65,10 +68,40 @@ def run_pipeline(config: Path | None, overrides: list[str], force: list[str] | N
     return 0
 
 
+def require_extras(cfg, graph, until: str | None, force: list[str] | None) -> None:
+    """Raise MissingExtra when a stage this run would execute needs an optional extra that is not installed:
+    training stages TRL (``train``), ``backend: ct2`` CTranslate2, a ``server:`` running llama_cpp.server
+    llama-cpp-python (``server``)."""
+    from ..extras import require
+
+    names = list(graph.stages)
+    if until is not None:
+        needed = {until}
+        for n in reversed(names):
+            if n in needed:
+                needed.update(graph.stages[n].deps)
+        names = [n for n in names if n in needed]
+    redo = set(graph.dependents(force)) if force else set()
+    pending = [n for n in names if n in redo or graph.status(n) != "done"]
+    if any(n.startswith(("warm-start", "sft-", "rl-")) for n in pending):
+        require("train", "trl")
+        if any(bool((cfg.section(sec) or {}).get("lora")) for sec in ("sft", "rl")):
+            require("train", "peft")
+    if pending and cfg.backend == "ct2":
+        require("ct2")
+    if pending and cfg.server is not None and "llama_cpp" in str(cfg.server.get("command", "")):
+        require("server")
+
+
+PIPELINE_HELP = ("Run the whole ASTRO recipe: search -> clone -> SFT -> filter -> RL -> eval -> analysis -> report."
+                 "\n\nFinished stages are skipped (keyed by a hash of their settings and inputs); an interrupted run "
+                 "resumes where it stopped when the same command is run again.\n\n{recipes}")
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("pipeline")
+    @app.command("pipeline", help=PIPELINE_HELP.format(recipes=recipes_help()))
     def pipeline(
-        config: Path = typer.Argument(..., help="Pipeline YAML (see configs/)."),
+        config: str = typer.Argument(..., help="Pipeline YAML file, or the name of a packaged recipe (below)."),
         overrides: Optional[list[str]] = typer.Argument(None, help="section.key=value overrides, e.g. search.iterations=8"),
         force: Optional[list[str]] = typer.Option(None, "--force", help="Redo this stage and what depends on it (repeatable)."),
         until: Optional[str] = typer.Option(None, help="Stop after this stage."),
@@ -78,21 +111,15 @@ def register(app: typer.Typer) -> None:
         gpu_memory: float = typer.Option(80.0, "--gpu-memory",
                                          help="GiB of memory per GPU assumed by --plan (80 for A100/H100 80GB)."),
     ) -> None:
-        """Run the whole ASTRO recipe: search -> clone -> SFT -> filter -> RL -> eval -> analysis -> report.
-
-        Finished stages are skipped (keyed by a hash of their settings and inputs); an interrupted run
-        resumes where it stopped when the same command is run again.
-        """
         raise typer.Exit(run_pipeline(config, list(overrides or []), force, until, status, plan, gpu_memory))
 
     @app.command("demo")
     def demo(
         overrides: Optional[list[str]] = typer.Argument(None, help="section.key=value overrides"),
-        config: Path = typer.Option(REPO_CONFIGS / "demo.yaml", help="Demo config (CPU, SmolLM2-135M)."),
+        config: str = typer.Option("demo", help="Demo config: a YAML file or a packaged recipe name (the default, "
+                                   "`demo`, ships with the package: CPU, SmolLM2-135M)."),
         force: Optional[list[str]] = typer.Option(None, "--force", help="Redo this stage and its dependents."),
     ) -> None:
-        """The CPU demo: synthetic arithmetic problems + SmolLM2-135M-Instruct through every stage."""
-        if not config.exists():
-            raise typer.BadParameter(f"{config} not found; pass --config path/to/demo.yaml (it lives in the "
-                                     "repository's configs/ directory)")
+        """The CPU demo: synthetic arithmetic problems + SmolLM2-135M-Instruct through every stage
+        (`astro pipeline demo`)."""
         raise typer.Exit(run_pipeline(config, list(overrides or []), force))

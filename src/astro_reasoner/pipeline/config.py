@@ -10,19 +10,21 @@ for the checkpoint it generates with (``backend: openai`` only).
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, build_config, read_yaml_mapping, yaml_value
+from ..config import ConfigError, build_config, did_you_mean, read_yaml_mapping, yaml_value
 
 SECTIONS = ("search", "clone", "sft", "rl_filter", "rl", "eval", "report")
 
 
 @dataclass
 class DataSpec:
-    """``train``/``test``: a problem spec for ``load_problems`` (path, benchmark name, hub id) or a
-    ``synth`` mapping for the synthetic generator. ``eval``: extra datasets evaluated besides ``test``."""
+    """``train``/``test``: a problem spec (data/specs.py): a source for ``load_problems`` (path, benchmark name,
+    hub id), a slice of one ``{path: ..., offset: N, limit: M}``, or a ``synth`` mapping for the synthetic
+    generator. ``eval``: extra datasets evaluated besides ``test``."""
 
     train: Any = None
     test: Any = None
@@ -45,6 +47,9 @@ class PipelineConfig:
     # Evaluate intermediate RL checkpoints too: they are the points of the backtracks-vs-accuracy
     # correlation (ASTRO §4.3 reports r > 0.8 across RL checkpoints).
     eval_rl_checkpoints: bool = True
+    # What the numbers of this run mean (its size, what to read into them, where the full experiment is):
+    # printed above the final table and written at the top of report/results.md.
+    about: str | None = None
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
     # With backend: openai, how to start a server for a given checkpoint (backends.server.ServerSpec):
     # every generating stage (search, difficulty filter, each evaluation) then gets its own server running
@@ -53,7 +58,8 @@ class PipelineConfig:
     server: dict[str, Any] | None = None
     # Optional warm start (issue 16; the paper's starting point in miniature): SFT ``model`` on direct
     # solutions first, and use that checkpoint as the base of everything else (search, both arms, "base" row).
-    # Keys: ``data`` (a synth spec of a task with a solver, e.g. {synth: {task: countdown, ...}}) or
+    # Keys: ``data`` (a synth spec of a task with a solver, e.g. {synth: {task: countdown, ...}}, or problems whose
+    # records carry a worked ``solution``, e.g. {path: gsm8k:train, offset: 0, limit: 1600}; data/specs.py) or
     # ``sft_data`` (an SFT JSONL you wrote), ``per_problem`` (solutions per puzzle), ``sft`` (SFTStageConfig),
     # ``select`` (optional: evaluate every saved checkpoint on VALIDATION problems and keep the best).
     warm_start: dict[str, Any] | None = None
@@ -76,6 +82,9 @@ class PipelineConfig:
         bad = [m for m in self.modes if m not in ("astro", "direct")]
         if bad or not self.modes:
             raise ConfigError(f"modes: {self.modes!r}; use a subset of [direct, astro]")
+        if self.about is not None and not isinstance(self.about, str):
+            raise ConfigError(f"about: must be text (a YAML string, e.g. `about: |` and indented lines), "
+                              f"not {type(self.about).__name__}")
         if self.server is not None:
             self.server_spec()
         self.launcher_spec()
@@ -84,55 +93,69 @@ class PipelineConfig:
         if self.data.train is None or self.data.test is None:
             raise ConfigError("data: both data.train and data.test are needed (a path, a benchmark name, "
                               "or {synth: {steps: 2, n: 50, seed: 0}})")
+        from ..data.specs import check_spec
+
         for split in ("train", "test"):  # checked here too, so `--status` and a dry start catch it
-            spec = getattr(self.data, split)
-            if isinstance(spec, dict) and "synth" in spec:
-                from ..data.validate import check_synth_options
-
-                check_synth_options(spec["synth"], f"data.{split}.synth")
-
+            check_spec(getattr(self.data, split), f"data.{split}")
 
     def _validate_warm_start(self) -> None:
+        from ..data.specs import check_spec, slices_overlap
+
         ws = self.warm_start
         if not isinstance(ws, dict):
             raise ConfigError("warm_start: must be a mapping with data (or sft_data), per_problem and sft")
         unknown = sorted(set(ws) - {"data", "sft_data", "per_problem", "sft", "select"})
         if unknown:
             raise ConfigError(f"warm_start: unknown key(s) {unknown}; use data or sft_data, per_problem, sft, select")
-        sel = ws.get("select")
-        if sel is not None:
-            if not isinstance(sel, dict) or "data" not in sel:
-                raise ConfigError("warm_start.select: a mapping with data (the VALIDATION problems, e.g. {synth: "
-                                  "{task: countdown, split: validation, n: 100}}) and EvalConfig settings (n, ...)")
-            bad = sorted(set(sel) - {"data", "n", "max_tokens", "temperature", "top_p", "batch_size"})
-            if bad:
-                raise ConfigError(f"warm_start.select: unknown key(s) {bad}; use data, n, max_tokens, temperature, "
-                                  "top_p, batch_size")
-            spec = sel["data"]
-            if isinstance(spec, dict) and isinstance(spec.get("synth"), dict):
-                if spec["synth"].get("split") == "test":
-                    raise ConfigError("warm_start.select.data: choosing on the test split would leak it into "
-                                      "the table; use split: validation")
-                from ..data.validate import check_synth_options
-
-                check_synth_options(spec["synth"], "warm_start.select.data.synth")
         if ("data" in ws) == ("sft_data" in ws):
-            raise ConfigError("warm_start: give exactly one of data (puzzles whose solver writes direct solutions, "
-                              "e.g. {synth: {task: countdown, split: train, n: 640}}) or sft_data (an SFT JSONL)")
-        if "data" in ws:
-            spec = ws["data"]
-            synth = spec.get("synth") if isinstance(spec, dict) else None
-            if not isinstance(synth, dict) or synth.get("task") != "countdown":
-                raise ConfigError("warm_start.data: only {synth: {task: countdown, ...}} has a solver that writes "
-                                  "direct solutions; for other tasks write the SFT JSONL and give sft_data")
-            from ..data.validate import check_synth_options
-
-            check_synth_options(synth, "warm_start.data.synth")
+            raise ConfigError("warm_start: give exactly one of data (problems with direct solutions: countdown "
+                              "puzzles {synth: {task: countdown, split: train, n: 640}} or records with a worked "
+                              "solution {path: gsm8k:train, limit: 1600}) or sft_data (an SFT JSONL)")
         per = ws.get("per_problem", 1)
         if isinstance(per, bool) or not isinstance(per, int) or per < 1:
             raise ConfigError(f"warm_start.per_problem={per!r}: must be a positive integer")
+        spec = ws.get("data")
+        if "data" in ws:
+            synth = spec.get("synth") if isinstance(spec, dict) else None
+            if isinstance(spec, dict) and "synth" in spec and (not isinstance(synth, dict)
+                                                               or synth.get("task") != "countdown"):
+                raise ConfigError("warm_start.data: only {synth: {task: countdown, ...}} has a solver that writes "
+                                  "direct solutions; give a problem file whose records carry a worked 'solution' "
+                                  "({path: gsm8k:train, offset: 0, limit: 1600}) or write the SFT JSONL (sft_data)")
+            check_spec(spec, "warm_start.data")
+            if synth is None and per != 1:
+                raise ConfigError(f"warm_start.per_problem={per}: a problem file gives one worked solution per "
+                                  "problem; use per_problem: 1 (train longer with sft.max_steps)")
+            if slices_overlap(spec, self.data.train, limit_b=self.data.train_limit):
+                raise ConfigError("warm_start.data and data.train overlap (the same source, overlapping slices): "
+                                  "search would run on problems the warm start trained on; use disjoint offsets")
         if not isinstance(ws.get("sft", {}) or {}, dict):
             raise ConfigError("warm_start.sft: must be a mapping of SFT settings (SFTStageConfig fields)")
+        if ws.get("select") is not None:
+            self._validate_select(ws["select"], spec)
+
+    def _validate_select(self, sel: Any, warm_data: Any) -> None:
+        from ..data.specs import check_spec, slices_overlap
+
+        if not isinstance(sel, dict) or "data" not in sel:
+            raise ConfigError("warm_start.select: a mapping with data (the VALIDATION problems, e.g. {synth: "
+                              "{task: countdown, split: validation, n: 100}} or {path: gsm8k:train, offset: 1800, "
+                              "limit: 100}) and EvalConfig settings (n, ...)")
+        bad = sorted(set(sel) - {"data", "n", "max_tokens", "temperature", "top_p", "batch_size"})
+        if bad:
+            raise ConfigError(f"warm_start.select: unknown key(s) {bad}; use data, n, max_tokens, temperature, "
+                              "top_p, batch_size")
+        spec = sel["data"]
+        if isinstance(spec, dict) and isinstance(spec.get("synth"), dict) and spec["synth"].get("split") == "test":
+            raise ConfigError("warm_start.select.data: choosing on the test split would leak it into the table; "
+                              "use split: validation")
+        check_spec(spec, "warm_start.select.data")
+        if slices_overlap(spec, self.data.test, limit_b=self.data.eval_limit):
+            raise ConfigError("warm_start.select.data overlaps data.test (the same source, overlapping slices): "
+                              "choosing on the test problems would leak them into the table; use a validation slice")
+        if slices_overlap(spec, warm_data):
+            raise ConfigError("warm_start.select.data overlaps warm_start.data (the same source, overlapping "
+                              "slices): validation problems must not be training problems; use disjoint offsets")
 
     def launcher_spec(self):
         """The validated ``launcher:`` section as a LauncherSpec (in-process when absent)."""
@@ -142,7 +165,7 @@ class PipelineConfig:
 
     def server_spec(self):
         """The validated ``server:`` section as a ServerSpec, or None."""
-        from ..backends.base import BackendError
+        from ..errors import BackendError
         from ..backends.server import ServerSpec
 
         if self.server is None:
@@ -177,6 +200,11 @@ def load_pipeline_config(path: str | Path | None, overrides: list[str] | None = 
             raise ConfigError(f"override {item!r} is not of the form key=value (e.g. search.iterations=8)")
         key, _, val = item.partition("=")
         _set_dotted(raw, key.strip(), yaml_value(val, f"override {key.strip()}=") if val.strip() else "")
+    top = {f.name for f in dataclasses.fields(PipelineConfig)} - {"sections"} | set(SECTIONS)
+    unknown = sorted(set(raw) - top - {"sections"})
+    if unknown:  # a section name is a valid key too (PipelineConfig alone would not suggest it)
+        raise ConfigError(f"{path or 'pipeline'}: unknown key(s) {did_you_mean(unknown, top)}; valid keys: "
+                          f"{', '.join(sorted(top))}")
     sections = {name: raw.pop(name) or {} for name in SECTIONS if name in raw}
     for name, sec in sections.items():
         if not isinstance(sec, dict):

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError
+from ..errors import LaunchError  # noqa: F401 (defined in errors.py; re-exported here)
 
 KINDS = ("inprocess", "accelerate")
 LAUNCH_CONFIG = "launch_config.yaml"
@@ -35,10 +36,6 @@ LAUNCH_LOG = "launch.log"
 # Set by the launcher itself (from num_processes / config_file / a free port): not allowed in extra_args.
 _OWN_FLAGS = ("--num_processes", "--num-processes", "--config_file", "--config-file", "--main_process_port",
               "--main-process-port", "-m", "--module")
-
-
-class LaunchError(RuntimeError):
-    """A launched training job failed; the message names its log and shows the log's tail."""
 
 
 @dataclass
@@ -65,6 +62,12 @@ class LauncherSpec:
             if set_:
                 raise ConfigError(f"{where}: {', '.join(set_)} only apply to kind: accelerate; set kind: accelerate "
                                   "or remove them")
+        if self.config_file is not None and not Path(self.config_file).is_file():
+            from .recipes import packaged_file
+
+            packaged = packaged_file(self.config_file)  # configs/accelerate/... outside the repository
+            if packaged is not None:
+                self.config_file = str(packaged)
         if self.config_file is not None and not Path(self.config_file).is_file():
             raise ConfigError(f"{where}.config_file: {self.config_file} not found (relative paths are read from the "
                               "directory `astro pipeline` runs in); use e.g. configs/accelerate/multi_gpu.yaml")

@@ -114,7 +114,10 @@ def _generation(cfg: PipelineConfig, model: str, arch: Arch | None, max_new: int
         return _served(cfg, model, arch, max_new, gpu_gb)
     kind, opts = resolve_kind(cfg.backend), cfg.backend_options
     if kind == "openai":
-        return StagePlan("", "", f"OpenAI-compatible server at {opts.get('base_url')} (not started by the pipeline; "
+        from ..backends.openai_http import default_endpoint
+
+        url = default_endpoint(opts.get("base_url"), "")[0]
+        return StagePlan("", "", f"OpenAI-compatible server at {url} (not started by the pipeline; "
                          f"it must serve {model})", 1, 0, "client only")
     if kind == "llamacpp":
         slots, ctx = int(opts.get("parallel", 32)), int(opts.get("ctx_per_slot", 2048))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..config import ConfigError, build_config
+from ..data.specs import load_spec
 from ..io import read_json, write_json
 from .config import PipelineConfig
 from .runner import DONE, Stage, StageGraph
@@ -28,17 +29,6 @@ T = TypeVar("T")
 def stage_stats(stage_dir: Path) -> dict[str, Any]:
     """The accounting a finished stage wrote (``_done.json`` ``stats``)."""
     return read_json(stage_dir / DONE).get("stats", {})
-
-
-def _load_spec(spec: Any, data_dir: str | None, limit: int | None):
-    from ..data import load_problems, synthesize
-
-    if isinstance(spec, dict) and "synth" in spec:
-        return synthesize(**(spec["synth"] or {}))[:limit] if limit else synthesize(**(spec["synth"] or {}))
-    if isinstance(spec, str):
-        return load_problems(spec, data_dir=data_dir, limit=limit)
-    raise ConfigError(f"data: {spec!r} is neither a problem source (path / benchmark name / hub id) "
-                      "nor {synth: {...}}")
 
 
 def _problems_path(stage_dir: Path, split: str) -> Path:
@@ -113,78 +103,17 @@ class _Builder:
 
     # -- stages ------------------------------------------------------------------------------------------
     def warm_start(self, out: Path, inputs: dict[str, Path]) -> dict[str, Any]:
-        """SFT on solver-written direct solutions (one attempt, no reflection): the miniature's stand-in for the
-        paper's starting point, a model that solves most steps but does not search (issue 16)."""
-        from ..io import write_jsonl
-        from ..train import SFTStageConfig
+        """SFT on direct solutions, the base of everything else (issue 16): pipeline/warm_start.py."""
+        from .warm_start import run_warm_start
 
-        ws = self.cfg.warm_start or {}
-        stats: dict[str, Any] = {}
-        if "sft_data" in ws:
-            data = str(ws["sft_data"])
-        else:
-            from ..tasks.countdown_solver import warmstart_rows
-
-            problems = _load_spec(ws["data"], self.cfg.data.data_dir, None)
-            held_out = self._test_texts()
-            kept = [p for p in problems if p.problem.strip() not in held_out]  # never train on the test split
-            rows = warmstart_rows(kept, int(ws.get("per_problem", 1)), self.cfg.seed)
-            write_jsonl(out / "sft.jsonl", rows)
-            data = str(out / "sft.jsonl")
-            stats.update(examples=len(rows), dropped_test_overlap=len(problems) - len(kept))
-        cfg = build_config(SFTStageConfig, {**(ws.get("sft") or {}), "model": self.cfg.model, "data": data,
-                                            "out_dir": str(out / "model"), "seed": self.cfg.seed},
-                           where="pipeline section 'warm_start.sft'")
-        trained = self.train("sft", cfg, out)
-        ckpt = trained.pop("checkpoint")
-        stats.update(trained)
-        if ws.get("select"):
-            ckpt, stats["validation"] = self._select_checkpoint(Path(ckpt), ws["select"], out / "select", inputs)
-        return {"checkpoint": ckpt, **stats}
-
-    def _test_texts(self) -> set[str]:
-        """The held-out problems' texts, from the test spec itself (the warm start does not depend on the train
-        spec, so resizing the train set does not redo it)."""
-        d = self.cfg.data
-        return {p.problem.strip() for p in _load_spec(d.test, d.data_dir, d.eval_limit)}
-
-    def _select_checkpoint(self, final: Path, sel: dict[str, Any], out: Path,
-                           inputs: dict[str, Path]) -> tuple[str, dict[str, Any]]:
-        """Early stopping on held-out VALIDATION problems: evaluate each saved ``checkpoint-N`` and the final
-        model, keep the highest pass@1 (ties: the fewest steps). The test split is never looked at."""
-        from ..data import write_problems
-        from ..evaluate import EvalConfig, run_eval
-
-        problems = _load_spec(sel["data"], self.cfg.data.data_dir, None)
-        held_out = self._test_texts()
-        problems = [p for p in problems if p.problem.strip() not in held_out]
-        out.mkdir(parents=True, exist_ok=True)
-        write_problems(out / "validation.jsonl", problems)
-        steps = {int(p.name.split("-")[1]): p for p in final.glob("checkpoint-*") if p.name.split("-")[1].isdigit()}
-        final_step = int(read_json(final / "train_summary.json").get("global_step", 0) or 0)
-        steps[final_step] = final  # the final model (its own checkpoint-N, if saved, is the same weights)
-        n = int(sel.get("n", 2))
-        cfg = build_config(EvalConfig, {"datasets": [str(out / "validation.jsonl")], "n": n, "k": n,
-                                        "seed": self.cfg.seed, "bootstrap": 0,
-                                        **{k: v for k, v in sel.items() if k not in ("data", "n")}},
-                           where="pipeline section 'warm_start.select'")
-        scores: dict[str, Any] = {}
-        for step in sorted(steps):
-            model = str(steps[step])
-            summary = self.with_policy(model, out / f"step-{step}",
-                                       lambda policy: run_eval(policy, cfg, out / f"step-{step}", model=model))
-            scores[str(step)] = summary.get("overall", {}).get("pass@1")
-            log.info("warm start: step %d, validation pass@1 %s", step, scores[str(step)])
-        best = max(sorted(steps), key=lambda s: (scores[str(s)] or 0.0, -s))
-        return str(steps[best]), {"pass@1_by_step": scores, "selected_step": best, "problems": len(problems),
-                                  "samples": n}
+        return run_warm_start(self, out, inputs)
 
     def data(self, out: Path, inputs: dict[str, Path]) -> dict[str, Any]:
         from ..data import write_problems
 
         d = self.cfg.data
-        train = _load_spec(d.train, d.data_dir, d.train_limit)
-        test = _load_spec(d.test, d.data_dir, d.eval_limit)
+        train = load_spec(d.train, d.data_dir, d.train_limit, where="data.train")
+        test = load_spec(d.test, d.data_dir, d.eval_limit, where="data.test")
         # The held-out set must be disjoint from training problems (by text), or the table measures recall.
         seen = {p.problem.strip() for p in train}
         overlap = [p for p in test if p.problem.strip() in seen]
@@ -257,7 +186,7 @@ class _Builder:
                 write_jsonl(out / "rl.jsonl", read_jsonl(cfg.prompts))
                 used = "all (too few in band)"
             return {"total": res.total, "kept": res.kept, "too_easy": res.too_easy, "too_hard": res.too_hard,
-                    "used": used}
+                    "used": used, "tokens": res.generated_tokens}
         return run
 
     def rl(self, mode: str):
@@ -429,6 +358,7 @@ def build_graph(cfg: PipelineConfig) -> StageGraph:
                                 ev, f"evaluate intermediate {mode}-RL checkpoints"))
     analysis_deps = tuple(s.name for s in stages if s.name.startswith(("eval-sft", "eval-rl", "rl-")))
     stages.append(Stage("analysis", b.analysis, analysis_deps, {}, "behaviour vs accuracy correlation"))
-    stages.append(Stage("report", b.report, tuple(s.name for s in stages), {}, "final table and report"))
+    stages.append(Stage("report", b.report, tuple(s.name for s in stages), {"about": cfg.about},
+                        "final table and report"))
     b.stage_order = [s.name for s in stages]
     return StageGraph(cfg.run_dir_path, stages)

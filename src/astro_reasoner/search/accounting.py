@@ -12,10 +12,14 @@ import statistics
 import time
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..types import Problem, SearchTree
 from .config import SearchConfig
+
+if TYPE_CHECKING:  # annotations only: the protocols every backend / checker (and test double) implements
+    from ..backends.base import Policy
+    from ..checking import AnswerChecker
 
 TREE_SUMS = ("prompt_tokens", "generated_tokens", "backend_calls", "rollouts", "expansions", "iterations", "checks",
              "wall_seconds", "nodes")
@@ -76,7 +80,7 @@ def _calls_per_wave(cfg: SearchConfig, problems: int) -> int:
     return calls
 
 
-def estimate_run(problems: Sequence[Problem], policy, checker, cfg: SearchConfig,
+def estimate_run(problems: Sequence[Problem], policy: Policy, checker: AnswerChecker, cfg: SearchConfig,
                  probe_problems: int = 2) -> dict[str, Any]:
     """Measure one wave (one iteration) on a few problems, then scale to the whole run.
 

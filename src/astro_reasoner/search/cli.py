@@ -29,8 +29,9 @@ class RichReporter:
     """The progress bar: trees done, trees with a correct terminal, generated tokens/s, ETA."""
 
     def __init__(self, console=None):
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        from ..progress import Progress
 
         self.progress = Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("trees · [green]{task.fields[correct]} with a correct terminal"),
@@ -62,7 +63,7 @@ class RichReporter:
 def search(
     problems: str = typer.Option(..., "--problems", help="Problem file (jsonl/json/parquet/csv), benchmark name "
                                  "(math500, amc23, aime24, gsm8k) or hub id."),
-    out: Path = typer.Option(..., "--out", help="Output directory (trees.jsonl, summary.json); re-run to resume."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory (trees.jsonl, summary.json); re-run to resume."),
     model: str = typer.Option("smollm2-135m", "--model", help="Model alias, checkpoint dir, .gguf or hub id "
                               "(hf); the served model name (openai)."),
     backend: str = typer.Option("hf", "--backend", help="auto (llamacpp if installed, else hf), hf "
@@ -94,6 +95,10 @@ def search(
     from ..data import load_problems
     from .storage import parse_shard
 
+    if workers and not dry_run:
+        from ..extras import require
+
+        require("ray", what="--workers")  # before the problems load and the trees are claimed
     cfg = _search_config(config, list(overrides or []))
     from ..backends import BACKEND_KINDS, resolve_kind
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from ..config import require
 from ..io import stable_hash
+from ..types import Verdict
 
 # Settings that only change how the work is scheduled (batching), never what a tree is made of when the
 # policy is deterministic per prompt. Left out of the config hash that guards resume.
@@ -58,6 +59,12 @@ class SearchConfig:
     reward_correct: float = 1.0
     reward_wrong: float = -1.0
     reward_unparseable: float = -1.0  # no extractable answer, cut-off rollout, depth limit
+    # A terminal is correct only if its final answer is AND every checkable step on its path holds (tasks with
+    # a checkable step format: Countdown's "a op b = c. Left: ..."; ignored for math). Our choice: off, the
+    # paper's verifier judges the final answer (ASTRO §2.2). On, the correct paths procedure cloning writes
+    # hold no false arithmetic: with the box judged alone, 54 % of a Countdown run's Direct traces had a
+    # false step, and SFT taught it (issue 16, variant 1).
+    verify_steps: bool = False
     # --- early stop: a tree is finished once its EXPANDED terminals hold >= C correct ones and >= W distinct
     # wrong answers (answers compared as the checker normalises them; answerless terminals do not count) --
     # Procedure cloning (ASTRO §2.3) needs one correct terminal and wrong ones with distinct answers to
@@ -95,6 +102,11 @@ class SearchConfig:
     # uninterrupted one with any backend that seeds per prompt (issue 14).
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        # Validated on construction (TRL-style): an invalid config never exists, so a bad value fails where it
+        # is written, not later in the stage. validate() stays public to re-check after a field is assigned.
+        self.validate()
+
     def validate(self) -> None:
         def need(ok: bool, msg: str) -> None:
             require(ok, f"SearchConfig: {msg}")
@@ -102,10 +114,10 @@ class SearchConfig:
         for name in ("iterations", "k", "max_depth", "max_step_tokens", "max_rollout_tokens",
                      "leaves_per_tree", "batch_size", "max_active_trees"):
             v = getattr(self, name)
-            need(isinstance(v, int) and v >= 1, f"{name}={v!r} must be an integer >= 1")
+            need(isinstance(v, int) and v >= 1, f"{name}={v!r} must be an integer >= 1; set {name}=1 or more")
         for name in ("rollouts", "early_stop_correct", "early_stop_wrong", "min_iterations", "few_shot"):
             v = getattr(self, name)
-            need(isinstance(v, int) and v >= 0, f"{name}={v!r} must be an integer >= 0")
+            need(isinstance(v, int) and v >= 0, f"{name}={v!r} must be an integer >= 0; set {name}=0 or more")
         need(self.c_puct >= 0, f"c_puct={self.c_puct} must be >= 0 (0 = pure exploitation of Q)")
         need(self.temperature >= 0, f"temperature={self.temperature} must be >= 0")
         need(self.temperature > 0 or self.k == 1,
@@ -133,10 +145,10 @@ class SearchConfig:
         lo, hi = self.reward_range
         return (lo + hi) / 2
 
-    def reward(self, verdict: str) -> float:
-        if verdict == "correct":
+    def reward(self, verdict: Verdict | None) -> float:
+        if verdict == Verdict.CORRECT:
             return self.reward_correct
-        if verdict == "wrong":
+        if verdict == Verdict.WRONG:
             return self.reward_wrong
         return self.reward_unparseable
 
@@ -145,6 +157,8 @@ class SearchConfig:
         d = dataclasses.asdict(self)
         for k in EXECUTION_KEYS:
             d.pop(k, None)
+        if not d["verify_steps"]:  # added later: left out when off, so earlier runs' hashes (and resume) hold
+            d.pop("verify_steps")
         return d
 
     def config_hash(self) -> str:

@@ -3,7 +3,8 @@
 The head process (the one running ``astro search``) keeps the single writer role: workers stream finished
 trees back (Ray streaming generators), the head appends each to ``trees.jsonl`` as it arrives, so resume,
 the progress bar and the summary work exactly as in one process. Worker i searches the pending problems
-at positions i, i+N, ... and runs the same batched driver on them.
+at positions i, i+N, ... and runs the same batched driver on them. A worker that dies mid-run (killed, OOM,
+lost node) has the problems of its shard that were not written yet re-dispatched to a new actor (``_drive``).
 
 Each worker builds its backend from a :class:`BackendSpec` (kind, model, options): with ``hf`` every worker
 loads its own copy of the model; with ``openai`` all workers send requests to the same server(s). Ray is
@@ -22,12 +23,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..backends.base import BackendError
+from ..errors import BackendError
 from ..types import Problem, SearchTree
 from . import storage
 from .config import SearchConfig
 from .driver import Counters
 from .run import Reporter, pending_problems, write_summary
+
+log = logging.getLogger(__name__)
 
 # Environment passed to workers so they behave like the head (offline hubs, thread counts).
 _PASS_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "TOKENIZERS_PARALLELISM",
@@ -88,15 +91,17 @@ def _init_ray(ray, workers: int, cpus_per_worker: int, address: str | None) -> b
 def run_search_distributed(problems: Sequence[Problem], spec: BackendSpec, cfg: SearchConfig, out_dir, *,
                            workers: int, address: str | None = None, cpus_per_worker: int = 1,
                            checker_workers: int = 1, reporter: Reporter | None = None,
-                           meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Like :func:`run.run_search`, with the search spread over ``workers`` Ray actors."""
-    try:
-        import ray
-    except ImportError:
-        raise BackendError("--workers needs Ray: pip install 'ray>=2.40' (or drop --workers)") from None
+                           meta: dict[str, Any] | None = None, max_retries: int = 2) -> dict[str, Any]:
+    """Like :func:`run.run_search`, with the search spread over ``workers`` Ray actors.
+
+    A worker that dies mid-run has its unfinished problems re-dispatched to a new actor, at most
+    ``max_retries`` times per shard (then BackendError naming the problems left)."""
+    from ..extras import require
+
+    require("ray", what="--workers")  # one line naming the extra (or drop --workers)
+    import ray
     if workers < 1:
         raise BackendError(f"--workers {workers}: need at least 1 worker")
-    cfg.validate()
     os.makedirs(out_dir, exist_ok=True)
     lock = storage.check_settings(out_dir, cfg.search_settings())  # noqa: F841 - held for the run
     todo, done = pending_problems(problems, out_dir)
@@ -110,7 +115,8 @@ def run_search_distributed(problems: Sequence[Problem], spec: BackendSpec, cfg: 
     if todo:
         started = _init_ray(ray, workers, cpus_per_worker, address)
         try:
-            _drive(ray, todo, spec, cfg, path, workers, cpus_per_worker, checker_workers, reporter, snapshots)
+            _drive(ray, todo, spec, cfg, path, workers, cpus_per_worker, checker_workers, reporter, snapshots,
+                   max_retries)
         finally:
             if started:
                 ray.shutdown()
@@ -128,38 +134,97 @@ def _sum_counters(snapshots: dict[int, dict[str, Any]]) -> Counters:
     return total
 
 
-def _drive(ray, todo, spec, cfg, path, workers, cpus_per_worker, checker_workers, reporter, snapshots) -> None:
+def _drive(ray, todo, spec, cfg, path, workers, cpus_per_worker, checker_workers, reporter, snapshots,
+           max_retries) -> None:
+    """Run shard i (``todo[i::n]``) on actor i and append trees as they arrive, retrying dead workers.
+
+    Fault tolerance is done here rather than with Ray's ``max_restarts``/``max_task_retries``: a retried
+    streaming task would search its whole shard again, while the head knows which trees it already wrote,
+    so a shard whose actor died (SIGKILL, OOM, lost node) is re-dispatched to a fresh actor with only its
+    unwritten problems, at most ``max_retries`` times per shard. Trees are seeded by problem id, so a
+    retried problem gives the tree it would have given on the first worker, and the single writer never
+    writes an id twice. Errors raised by the search itself (and a backend that fails to build) are not
+    retried: they would fail again. A dead actor's last counters snapshot stays in the run's totals.
+    """
     env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
     env["OMP_NUM_THREADS"] = str(cpus_per_worker)
     cls = _worker_class(ray).options(num_cpus=cpus_per_worker, runtime_env={"env_vars": env})
+    cfg_json = dataclasses.asdict(cfg)
+    died = tuple(getattr(ray.exceptions, name) for name in ("RayActorError", "WorkerCrashedError", "ObjectLostError",
+                                                             "NodeDiedError") if hasattr(ray.exceptions, name))
     n = min(workers, len(todo))
-    actors = [cls.remote(spec, dataclasses.asdict(cfg), checker_workers) for _ in range(n)]
-    gens = {}
-    for i, actor in enumerate(actors):
-        gen = actor.run.options(num_returns="streaming").remote([p.to_json() for p in todo[i::n]])
-        gens[gen] = i
-    pending = list(gens)
+    shards = [todo[i::n] for i in range(n)]
+    written: set[str] = set()
+    runs: dict[Any, tuple[int, Any, int]] = {}  # generator -> (shard, actor, key of its counters snapshot)
+    live: list[Any] = []  # actors to close or kill at the end
+    retries = [0] * n
+
+    def launch(shard: int, left: list[Problem]) -> Any:
+        actor = cls.remote(spec, cfg_json, checker_workers)
+        live.append(actor)
+        gen = actor.run.options(num_returns="streaming").remote([p.to_json() for p in left])
+        runs[gen] = (shard, actor, len(runs))  # a new actor's counters start at 0: a new snapshot key
+        return gen
+
+    pending = [launch(i, shards[i]) for i in range(n)]
     try:
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             for gen in ready:
+                shard, actor, key = runs[gen]
                 try:
                     item = ray.get(next(gen))
                 except StopIteration:
+                    _release(ray, actor, live, graceful=True)  # frees its CPUs for a retry
+                    continue
+                except died as exc:
+                    if getattr(exc, "actor_init_failed", False):
+                        raise BackendError(f"search worker {shard} could not start: {exc}") from None
+                    _release(ray, actor, live, graceful=False)
+                    left = [p for p in shards[shard] if p.id not in written]
+                    if not left:
+                        continue
+                    ids = ", ".join(p.id for p in left)
+                    if retries[shard] >= max_retries:
+                        raise BackendError(f"search worker {shard} died {retries[shard] + 1} times "
+                                           f"({_first_line(exc)}); problems not searched: {ids}") from None
+                    retries[shard] += 1
+                    log.warning("search worker %d died (%s); retry %d/%d of its %d unfinished problems on a new "
+                                "worker: %s", shard, _first_line(exc), retries[shard], max_retries, len(left), ids)
+                    pending.append(launch(shard, left))
                     continue
                 except ray.exceptions.RayError as exc:
                     cause = getattr(exc, "cause", None) or exc
-                    raise BackendError(f"search worker {gens[gen]} failed: {cause}") from None
+                    raise BackendError(f"search worker {shard} failed: {cause}") from None
                 pending.append(gen)
+                snapshots[key] = item["counters"]
                 tree = SearchTree.from_json(item["tree"])
+                if tree.problem_id in written:  # cannot happen (only unwritten ids are re-dispatched): guard
+                    log.warning("search worker %d sent %s a second time: dropped", shard, tree.problem_id)
+                    continue
                 storage.append_tree(path, tree)
-                snapshots[gens[gen]] = item["counters"]
+                written.add(tree.problem_id)
                 if reporter:
                     reporter.tree(tree)
                     reporter.wave(_sum_counters(snapshots))
     finally:
-        for actor in actors:
-            try:
-                ray.get(actor.close.remote(), timeout=30)
-            except Exception:  # noqa: BLE001 - best effort: the actor may already be dead
-                pass
+        for actor in list(live):  # only on an error: a still-busy actor would not get to close() for a while
+            _release(ray, actor, live, graceful=False)
+
+
+def _release(ray, actor, live: list[Any], *, graceful: bool) -> None:
+    """Close a finished actor's checker and backend (best effort), then end it so its CPUs are free."""
+    live.remove(actor)
+    if graceful:
+        try:
+            ray.get(actor.close.remote(), timeout=30)
+        except Exception:  # noqa: BLE001 - best effort: the actor may have died meanwhile
+            pass
+    try:
+        ray.kill(actor, no_restart=True)
+    except Exception:  # noqa: BLE001 - already gone; never mask the error that brought us here
+        pass
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

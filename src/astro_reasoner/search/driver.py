@@ -17,14 +17,19 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..io import stable_seed
-from ..prompts import STEP_DELIMITER, PromptBuilder, PromptConfig
+from ..prompts import PromptBuilder, PromptConfig
 from ..tasks import gold_of, task_fields
+from ..text import STEP_DELIMITER
 from ..types import Completion, GenParams, Problem, SearchTree, Verdict
 from . import mcts
 from .config import SearchConfig
+
+if TYPE_CHECKING:  # annotations only: the protocols every backend / checker (and test double) implements
+    from ..backends.base import Policy
+    from ..checking import AnswerChecker
 
 
 @dataclass
@@ -73,9 +78,8 @@ class _Check:
 class Driver:
     """Runs the wave loop for one policy/checker pair. Use :func:`search_iter` unless you need counters."""
 
-    def __init__(self, policy, checker, cfg: SearchConfig,
+    def __init__(self, policy: Policy, checker: AnswerChecker, cfg: SearchConfig,
                  on_wave: Callable[[Counters], None] | None = None):
-        cfg.validate()
         self.policy, self.checker, self.cfg = policy, checker, cfg
         self.builder = PromptBuilder(policy, PromptConfig(few_shot=cfg.few_shot))
         self.counters = Counters()
@@ -99,7 +103,11 @@ class Driver:
         prompts = [self._prompt(st, node) for st, node in requests]
         keys = [stable_seed(self.cfg.seed, kind, st.problem.id, mcts.path_steps(st.tree, node))
                 for st, node in requests]
-        per_call = max(1, self.cfg.batch_size // max(params.n, 1))
+        # A backend that queues requests itself (a server with continuous batching: ``queues_requests``) gets
+        # the whole phase in one call: chunking would make every chunk wait for its slowest sequence while
+        # the server's slots idle (BENCHMARKS.md, Engines). Seeds are per prompt, so the samples are the same.
+        per_call = len(prompts) if getattr(self.policy, "queues_requests", False) else \
+            max(1, self.cfg.batch_size // max(params.n, 1))
         out: list[list[Completion]] = []
         for start in range(0, len(prompts), per_call):
             seeds = tuple(keys[start:start + per_call])
@@ -123,7 +131,7 @@ class Driver:
                 self.counters.sequences += len(comps)
             out.extend(batch)
         if len(out) != len(prompts):
-            from ..backends.base import BackendError
+            from ..errors import BackendError
 
             raise BackendError(f"{getattr(self.policy, 'name', 'backend')} returned {len(out)} results for "
                                f"{len(prompts)} prompts")
@@ -157,6 +165,14 @@ class Driver:
             requests.extend((st, leaf) for leaf in leaves)
         return requests, exhausted
 
+    def _judged(self, chk: _Check) -> str:
+        """The text the checker judges: the new step or rollout (its final answer is all the verifier reads),
+        or with ``verify_steps`` the whole path, whose every step must hold."""
+        if not self.cfg.verify_steps:
+            return chk.text
+        steps = mcts.path_steps(chk.st.tree, chk.node)
+        return STEP_DELIMITER.join(steps if chk.rollout is None else [*steps, chk.text])
+
     def wave(self, active: list[_Active]) -> list[_Active]:
         """Advance every active tree by one wave; returns the trees that cannot advance (exhausted)."""
         cfg = self.cfg
@@ -187,11 +203,12 @@ class Driver:
         results = []
         if checks:
             t0 = time.perf_counter()
-            results = self.checker.check_batch([(gold_of(c.st.problem), c.text) for c in checks])
+            results = self.checker.check_batch([(gold_of(c.st.problem, verify_steps=cfg.verify_steps), self._judged(c))
+                                                 for c in checks])
             self.counters.check_seconds += time.perf_counter() - t0
             self.counters.checks += len(checks)
         for chk, res in zip(checks, results):
-            verdict = Verdict(res.verdict).value
+            verdict = Verdict(res.verdict)
             chk.st.checks += 1
             if chk.rollout is None:
                 mcts.set_verdict(chk.st.tree, chk.node, verdict, res.answer)
@@ -260,8 +277,8 @@ class Driver:
             active = still
 
 
-def search_iter(problems: Sequence[Problem], policy, checker, cfg: SearchConfig,
+def search_iter(problems: Sequence[Problem], policy: Policy, checker: AnswerChecker, cfg: SearchConfig,
                 on_wave: Callable[[Counters], None] | None = None) -> Iterator[SearchTree]:
-    """Search ``problems`` with ``policy`` (a backends.Policy) and ``checker`` (checking.Checker);
+    """Search ``problems`` with ``policy`` (a backends.Policy) and ``checker`` (a checking.AnswerChecker);
     yields finished trees as they finish. No files are touched (see :func:`run.run_search`)."""
     yield from Driver(policy, checker, cfg, on_wave).run(problems)

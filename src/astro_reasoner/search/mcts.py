@@ -16,7 +16,7 @@ Rules, with their sources:
 - Terminal children are never selected (their value is exact; rStar-Math does the same); a subtree with no
   expandable leaf left is closed, and a tree whose root is closed is finished.
 - Expansion: identical step texts among the k samples are merged (first sample kept). A step containing a
-  boxed answer is terminal, and so is a step after which the model ended its turn; a non-terminal step at
+  boxed answer (``text.has_boxed``) is terminal, and so is a step after which the model ended its turn; a non-terminal step at
   ``max_depth`` is a terminal without answer (ASTRO §2.1: no answer = wrong).
 - Evaluation/backprop (ASTRO §2.2): a new child is evaluated once, with the mean reward of its rollouts
   (or its own reward if terminal). That one evaluation adds one visit and its value to the child and every
@@ -34,40 +34,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..checking.extract import as_number, normalize
-from ..prompts import STEP_DELIMITER
-from ..types import Completion, Node, SearchTree, Verdict
-
-BOXED = "\\boxed"
+from ..text import BOXED, STEP_DELIMITER, cut_at_answer, has_boxed, split_steps  # noqa: F401 (re-exported)
+from ..types import NO_PARENT, ROOT_ID, Completion, Node, SearchTree, Verdict
 
 
 def new_tree(problem_id: str, problem: str, answer: str, config_hash: str = "") -> SearchTree:
     """A tree holding only the root (the problem; empty step)."""
     return SearchTree(problem_id=problem_id, problem=problem, answer=answer, config_hash=config_hash,
-                      nodes=[Node(id=0, parent=-1, depth=0, step="")], stats={"dead_ends": []})
-
-
-def has_boxed(text: str) -> bool:
-    return BOXED in text
+                      nodes=[Node(id=ROOT_ID, parent=NO_PARENT, depth=0, step="")], stats={"dead_ends": []})
 
 
 def path_steps(tree: SearchTree, node_id: int) -> list[str]:
     """Step texts from the root's child down to ``node_id`` (what the prompt builder continues)."""
     return [tree.nodes[i].step for i in tree.path(node_id)]
-
-
-def split_steps(text: str) -> list[str]:
-    """Split a solution into steps at the delimiter, dropping empty pieces and surrounding whitespace."""
-    return [s.strip() for s in text.split(STEP_DELIMITER) if s.strip()]
-
-
-def cut_at_answer(text: str) -> str:
-    """The solution up to and including the first step with a boxed answer (the terminal rule applied to
-    rollouts: what follows a final answer is not part of the solution)."""
-    steps = split_steps(text)
-    for i, s in enumerate(steps):
-        if has_boxed(s):
-            return STEP_DELIMITER.join(steps[: i + 1])
-    return STEP_DELIMITER.join(steps)
 
 
 def expanded_children(tree: SearchTree, node_id: int) -> list[int]:
@@ -106,9 +85,9 @@ def select_leaf(tree: SearchTree, c_puct: float, unvisited_q: float, *,
                 virtual: dict[int, int] | None = None, virtual_value: float = -1.0) -> int | None:
     """The leaf to expand next (a node without expanded children), or None if the tree is exhausted."""
     opened = open_nodes(tree)
-    if 0 not in opened:
+    if ROOT_ID not in opened:
         return None
-    node = 0
+    node = ROOT_ID
     while True:
         kids = [c for c in expanded_children(tree, node) if c in opened]
         if not kids:
@@ -120,7 +99,7 @@ def select_leaf(tree: SearchTree, c_puct: float, unvisited_q: float, *,
 def add_virtual(tree: SearchTree, leaf: int, virtual: dict[int, int]) -> None:
     """Count one pending selection on the root->leaf path (virtual loss)."""
     node = leaf
-    while node >= 0:
+    while node >= ROOT_ID:  # up to and including the root
         virtual[node] = virtual.get(node, 0) + 1
         node = tree.nodes[node].parent
 
@@ -164,7 +143,7 @@ def add_children(tree: SearchTree, parent: int, samples: Sequence[Completion], m
             node.terminal = True
             to_check.append(node.id)
         elif node.depth >= max_depth:
-            node.terminal, node.verdict, node.finish_reason = True, Verdict.UNPARSEABLE.value, "depth_limit"
+            node.terminal, node.verdict, node.finish_reason = True, Verdict.UNPARSEABLE, "depth_limit"
         else:
             to_simulate.append(node.id)
         tree.nodes.append(node)
@@ -173,7 +152,7 @@ def add_children(tree: SearchTree, parent: int, samples: Sequence[Completion], m
     return Expansion(children, to_check, to_simulate)
 
 
-def set_verdict(tree: SearchTree, node_id: int, verdict: str, answer: str | None) -> None:
+def set_verdict(tree: SearchTree, node_id: int, verdict: Verdict, answer: str | None) -> None:
     node = tree.nodes[node_id]
     node.verdict, node.answer = verdict, answer
 
@@ -182,14 +161,14 @@ def backprop(tree: SearchTree, node_id: int, value: float) -> None:
     """Record one evaluation with ``value`` at ``node_id`` and add it to every ancestor's statistics."""
     tree.nodes[node_id].evals += 1
     node = node_id
-    while node >= 0:
+    while node >= ROOT_ID:  # up to and including the root
         n = tree.nodes[node]
         n.visits += 1
         n.value_sum += value
         node = n.parent
 
 
-def graft_rollout(tree: SearchTree, node_id: int, text: str, verdict: str, answer: str | None,
+def graft_rollout(tree: SearchTree, node_id: int, text: str, verdict: Verdict, answer: str | None,
                   finish_reason: str) -> int | None:
     """Insert a finished rollout under ``node_id`` as a chain of ``source="rollout"`` steps, merging with
     earlier grafted chains that share a prefix. Returns the terminal node id (None for an empty rollout)."""
@@ -220,7 +199,7 @@ def terminal_counts(tree: SearchTree) -> tuple[int, int]:
     correct = wrong = 0
     for n in tree.nodes:
         if n.terminal and n.verdict is not None:
-            if n.verdict == Verdict.CORRECT.value:
+            if n.verdict == Verdict.CORRECT:
                 correct += 1
             else:
                 wrong += 1
@@ -249,9 +228,9 @@ def early_stop_counts(tree: SearchTree) -> tuple[int, int]:
     for n in tree.nodes:
         if n.source != "expand" or not n.terminal or n.verdict is None:
             continue
-        if n.verdict == Verdict.CORRECT.value:
+        if n.verdict == Verdict.CORRECT:
             correct += 1
-        elif n.verdict == Verdict.WRONG.value and answer_key(n.answer):
+        elif n.verdict == Verdict.WRONG and answer_key(n.answer):
             wrong.add(answer_key(n.answer))
     return correct, len(wrong)
 
@@ -260,8 +239,8 @@ def validate_tree(tree: SearchTree, reward_range: tuple[float, float] | None = N
     """Structural and statistical invariants; returns a list of problems (empty = valid)."""
     errs: list[str] = []
     nodes = tree.nodes
-    if not nodes or nodes[0].parent != -1 or nodes[0].depth != 0:
-        return [f"{tree.problem_id}: node 0 must be the root (parent -1, depth 0)"]
+    if not nodes or nodes[ROOT_ID].parent != NO_PARENT or nodes[ROOT_ID].depth != 0:
+        return [f"{tree.problem_id}: node {ROOT_ID} must be the root (parent {NO_PARENT}, depth 0)"]
     for i, n in enumerate(nodes):
         where = f"{tree.problem_id} node {i}"
         if n.id != i:
@@ -284,7 +263,7 @@ def validate_tree(tree: SearchTree, reward_range: tuple[float, float] | None = N
                 errs.append(f"{where}: Q {n.q:.4f} outside the reward range [{lo}, {hi}]")
         if n.source == "rollout" and (n.visits or n.evals):
             errs.append(f"{where}: grafted rollout node must carry no visits")
-    kids = [c for c in nodes[0].children if nodes[c].source == "expand"]
+    kids = [c for c in nodes[ROOT_ID].children if nodes[c].source == "expand"]
     if kids:
         total = sum(nodes[c].prior for c in kids)
         if abs(total - 1.0) > 1e-6:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..io import write_json
 from ..types import Problem, SearchTree
@@ -16,6 +16,10 @@ from . import storage
 from .accounting import run_summary
 from .config import SearchConfig
 from .driver import Counters, Driver
+
+if TYPE_CHECKING:  # annotations only: the protocols every backend / checker (and test double) implements
+    from ..backends.base import Policy
+    from ..checking import AnswerChecker
 
 SUMMARY_FILE = "summary.json"
 
@@ -51,8 +55,8 @@ def write_summary(out_dir, cfg: SearchConfig, counters: dict[str, Any], wall: fl
     return summary
 
 
-def run_search(problems: Sequence[Problem], policy, checker, cfg: SearchConfig, out_dir: str | os.PathLike, *,
-               shard: tuple[int, int] | None = None, reporter: Reporter | None = None,
+def run_search(problems: Sequence[Problem], policy: Policy, checker: AnswerChecker, cfg: SearchConfig,
+               out_dir: str | os.PathLike, *, shard: tuple[int, int] | None = None, reporter: Reporter | None = None,
                meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """Search every problem (of ``shard``) not yet in ``out_dir`` and append each finished tree to its
     trees file; then write and return the run summary (``summary.json``).
@@ -61,7 +65,6 @@ def run_search(problems: Sequence[Problem], policy, checker, cfg: SearchConfig, 
     Re-running with the same arguments resumes: finished problem ids are skipped, a torn last line from a
     crash is dropped. Settings that change what a tree is must stay the same (else ConfigError).
     """
-    cfg.validate()
     os.makedirs(out_dir, exist_ok=True)
     lock = storage.check_settings(out_dir, cfg.search_settings(), shard)  # noqa: F841 - held for the run
     todo, done = pending_problems(problems, out_dir, shard)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ..config import ConfigError
-from ..io import DataError, DirLock, append_jsonl, done_ids, lock_dir, read_json, read_jsonl, write_json
+from ..io import DataError, DirLock, append_jsonl, done_ids, numbered_jsonl
+from ..outdir import claim_out_dir
 from ..types import Problem, SearchTree
 
 TREES_FILE = "trees.jsonl"
@@ -90,42 +91,38 @@ def tree_files(path: str | os.PathLike) -> list[Path]:
 
 
 def load_trees(path: str | os.PathLike) -> list[SearchTree]:
-    """Trees from a ``trees.jsonl`` file, or from every ``trees*.jsonl`` in a directory (shards).
+    """Trees from a ``trees.jsonl`` file, or from every ``trees*.jsonl`` in a directory (shards)."""
+    return [tree for _, tree in iter_trees(path)]
 
-    A torn last line (a run still writing, or killed) is skipped; a problem id found twice is an error.
+
+def iter_trees(path: str | os.PathLike) -> Iterator[tuple[str, SearchTree]]:
+    """(``file:line``, tree) for every tree under ``path``: the one reader of search trees.
+
+    A torn last line (a run still writing, or killed) is skipped; a malformed line, a line that is not a tree
+    record and a problem id found twice are each a :class:`DataError` naming ``file:line`` (see
+    ``io.jsonl_rows``: anything but a torn tail is data that skipping would silently lose).
     """
     files = tree_files(path)
     if not files:
         raise DataError(f"{path}: no trees.jsonl found; run `astro search ... --out {path}` first")
-    trees: list[SearchTree] = []
     where: dict[str, str] = {}
     for f in files:
-        for lineno, rec in enumerate(read_jsonl(f, tolerate_torn_tail=True), start=1):
+        for lineno, rec in numbered_jsonl(f, tolerate_torn_tail=True):
             try:
                 tree = SearchTree.from_json(rec)
-            except (KeyError, TypeError) as exc:
-                raise DataError(f"{f}:{lineno}: not a search tree record ({exc}); was this file written "
-                                "by `astro search`?") from None
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise DataError(f"{f}:{lineno}: not a search tree record ({type(exc).__name__}: {exc}); was this "
+                                "file written by `astro search`?") from None
             if tree.problem_id in where:
                 raise DataError(f"{f}:{lineno}: problem id {tree.problem_id!r} already read from "
                                 f"{where[tree.problem_id]}; two runs wrote the same problem, keep one line")
             where[tree.problem_id] = f"{f}:{lineno}"
-            trees.append(tree)
-    return trees
+            yield where[tree.problem_id], tree
 
 
 def check_settings(out_dir: str | os.PathLike, settings: dict, shard: tuple[int, int] | None = None) -> DirLock:
     """Claim ``out_dir`` (shard) for this run and refuse to resume into a directory whose trees were built
-    with different search settings. Keep the returned lock while the search writes."""
-    lock = lock_dir(out_dir, f".{trees_path(out_dir, shard).name}.lock")
-    path = Path(out_dir) / SETTINGS_FILE
-    if not path.exists():
-        write_json(path, settings)
-        return lock
-    old = read_json(path)
-    diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
-    if diff:
-        changes = ", ".join(f"{k}: {old.get(k)!r} -> {settings.get(k)!r}" for k in diff)
-        raise ConfigError(f"{out_dir} holds trees searched with other settings ({changes}); resume needs the "
-                          f"same settings: use a new --out directory, or restore them")
-    return lock
+    with different search settings (``outdir.claim_out_dir``). Keep the returned lock while the search writes.
+    Shards share the settings file but each locks its own trees file."""
+    return claim_out_dir(out_dir, settings, settings_file=SETTINGS_FILE, holds="trees",
+                         lock_name=f".{trees_path(out_dir, shard).name}.lock")

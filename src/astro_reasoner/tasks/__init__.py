@@ -12,7 +12,9 @@ existed: no task fields, the plain answer string as the gold, the math prompt.
   (e.g. :class:`.countdown.CountdownGold`, which the checker hands to the task's verifier) otherwise;
 - :func:`prompt_parts` -- the problem statement and prompt configuration for ``prompts.problem_messages``;
 - :func:`vote_keys` -- how maj@k groups a problem's answers (None for math: by the checker's equivalence);
-- :func:`synthesize` -- the task's generator (``astro data synth --task``).
+- :func:`synthesize` -- the task's generator (``astro data synth --task``);
+- :func:`warmstart_rows` -- direct-solution SFT rows for the pipeline's warm start (countdown: the solver's;
+  math: the record's worked ``solution``, :mod:`.math_solutions`).
 """
 
 from __future__ import annotations
@@ -57,15 +59,18 @@ def task_fields(record: Any) -> dict[str, Any]:
     return countdown.fields(src, answer)
 
 
-def gold_of(record: Any) -> Any:
-    """The gold to pass to ``Checker.check_batch`` for this record (the answer string for math)."""
+def gold_of(record: Any, *, verify_steps: bool = False) -> Any:
+    """The gold to pass to ``Checker.check_batch`` for this record (the answer string for math).
+
+    ``verify_steps``: a correct final answer also needs every checkable step to hold (Countdown's operation
+    steps, ``countdown.check_steps``); math has no checkable step format, so it is ignored there."""
     fields = task_fields(record)
     answer = _source(record)[1]
     if not fields:
         return answer
     from . import countdown
 
-    return countdown.gold(answer, fields)
+    return countdown.gold(answer, fields, steps=verify_steps)
 
 
 def problem_from_tree(tree: SearchTree) -> Problem:
@@ -116,3 +121,22 @@ def synthesize(task: str = DEFAULT_TASK, **options: Any) -> list[Problem]:
 
         return countdown_synth(**options)
     raise ValueError(f"task={task!r}: use one of {', '.join(TASK_NAMES)}")
+
+
+def warmstart_rows(problems: list[Problem], per_problem: int = 1,
+                   seed: int = 0) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """(SFT rows of direct solutions, skipped counts by reason) for the warm start, each problem by its task:
+    countdown puzzles get ``per_problem`` solver-written solutions, math problems their one worked solution
+    (``meta["solution"]``; a problem without a usable one is skipped and counted)."""
+    from . import math_solutions
+    from .countdown_solver import warmstart_rows as countdown_rows
+
+    if per_problem != 1 and any(task_name(p) == DEFAULT_TASK for p in problems):
+        raise DataError(f"per_problem={per_problem}: a math problem has one worked solution; use per_problem: 1 "
+                        "(train longer with sft.max_steps or num_train_epochs instead)")
+    rows = countdown_rows([p for p in problems if task_name(p) == "countdown"], per_problem, seed)
+    math = [p for p in problems if task_name(p) == DEFAULT_TASK]
+    if not math:
+        return rows, {}
+    math_rows, skipped = math_solutions.warmstart_rows(math)
+    return rows + math_rows, skipped

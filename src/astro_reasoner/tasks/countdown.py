@@ -70,13 +70,16 @@ class CountdownGold:
     numbers: tuple[int, ...]
     target: int
     task: str = TASK
+    # Also require every "a op b = c. Left: ..." step of the text to hold (``check_steps``): search terminals
+    # are judged this way when ``SearchConfig.verify_steps`` is on (issue 16, variant 1).
+    steps: bool = False
 
     @property
     def answer(self) -> str:
         return str(self.target)
 
     def verify(self, text: str | None) -> tuple[Verdict, str | None, str]:
-        return verify(text, self.numbers, self.target)
+        return verify(text, self.numbers, self.target, steps=self.steps)
 
 
 # ---- record fields -----------------------------------------------------------------------------------------
@@ -109,9 +112,9 @@ def fields(src: dict[str, Any], answer: Any = None) -> dict[str, Any]:
     return {"task": TASK, "numbers": nums, "target": _int(target, "field 'target'")}
 
 
-def gold(answer: Any, task_fields: dict[str, Any]) -> CountdownGold:
+def gold(answer: Any, task_fields: dict[str, Any], steps: bool = False) -> CountdownGold:
     f = fields(task_fields, answer)
-    return CountdownGold(tuple(f["numbers"]), f["target"])
+    return CountdownGold(tuple(f["numbers"]), f["target"], steps=steps)
 
 
 # ---- parsing -----------------------------------------------------------------------------------------------
@@ -250,7 +253,7 @@ def _usage_problem(used: list[int], given: tuple[int, ...]) -> str | None:
 SOLVED = "<solved>"  # the vote key shared by every correct answer
 
 
-def vote_key(answer: str | None, verdict: str) -> str | None:
+def vote_key(answer: str | None, verdict: Verdict | str) -> str | None:
     """The maj@k vote key of one sample (its extracted answer and verdict value): every correct expression is
     one class (they all solve the puzzle, however written), a wrong one votes for its normalized expression
     (operator spellings and spaces removed: "(8 - 2) \\times 3" and "(8-2)*3" are one vote), text that is no
@@ -258,7 +261,7 @@ def vote_key(answer: str | None, verdict: str) -> str | None:
     here: a bare "22" has the target's value but is no solution."""
     if answer is None:
         return None
-    if verdict == Verdict.CORRECT.value:
+    if verdict == Verdict.CORRECT:  # a str enum: equals the value read from JSON too
         return SOLVED
     try:
         if len(answer) <= MAX_EXPR_CHARS:
@@ -268,9 +271,54 @@ def vote_key(answer: str | None, verdict: str) -> str | None:
     return " ".join(answer.split())
 
 
-def verify(text: str | None, numbers: tuple[int, ...], target: int) -> tuple[Verdict, str | None, str]:
+# One operation step of the step format ("8 - 2 = 6. Left: 3, 4, 6."), at the start of a line.
+_STEP = re.compile(r"^[ \t]*(\d{1,12}) ([-+*/]) (\d{1,12}) = (-?\d{1,12})\. Left: ([\d, ]{0,200})", re.M)
+# The final step's recomputation ("Check: ... = 22. The answer is ..."), bounded like a boxed expression.
+_CHECK = re.compile(r"^[ \t]*Check: ([^\n]{1,%d}?)\.\s*The answer is" % MAX_EXPR_CHARS, re.M)
+
+
+def check_steps(text: str, numbers: tuple[int, ...]) -> str | None:
+    """The first false statement among the text's operation steps, or None when every one holds.
+
+    The boxed expression alone does not say whether the steps that led to it are true: a path "11 + 19 = 10.
+    ... \\boxed{...}" can box a right expression after false arithmetic (issue 16's audit found false steps in
+    54 % of the Direct traces of a search judged by the box only). A step holds when both operands are among
+    the numbers left (starting from the given ones), the result is exact under the task's rules, and its
+    "Left:" list is the numbers left after it (as a multiset); the final "Check: ..." chain holds when all its
+    sides have one value. Only lines in the step format are read; the arithmetic is on parsed integers (no
+    evaluation of model text)."""
+    left = Counter(numbers)
+    for m in _STEP.finditer(text):
+        a, op, b, c = int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4))
+        step = m.group(0).split(". Left:")[0].strip()
+        need = Counter([a, b])
+        if need - left:
+            return f"step '{step}' uses a number that is not left ({', '.join(map(str, sorted(left.elements())))})"
+        try:
+            value = evaluate((op, a, b))
+        except RuleError as exc:
+            return f"step '{step}': {exc}"
+        if value != c:
+            return f"step '{step}' is false ({a} {op} {b} = {value})"
+        left = left - need + Counter([c])
+        stated = [int(x) for x in re.findall(r"\d{1,12}", m.group(5))]
+        if Counter(stated) != left:
+            return f"step '{step}': the numbers left are {', '.join(map(str, sorted(left.elements())))}"
+    for m in _CHECK.finditer(text):  # "Check: (8 - 2) * 3 + 4 = 6 * 3 + 4 = 18 + 4 = 22.": every side equal
+        try:
+            values = {evaluate(side) for side in parse(m.group(1))}
+        except (ParseError, RuleError) as exc:
+            return f"check '{m.group(1)[:60]}': {exc}"
+        if len(values) > 1:
+            return f"check '{m.group(1)[:60]}' is false (its sides are {', '.join(map(str, sorted(values)))})"
+    return None
+
+
+def verify(text: str | None, numbers: tuple[int, ...], target: int,
+           steps: bool = False) -> tuple[Verdict, str | None, str]:
     """(verdict, extracted answer, reason) for one completion. The answer is the last ``\\boxed{}`` (or "the
-    answer is ..." line), extracted exactly as for math."""
+    answer is ..." line), extracted exactly as for math. With ``steps`` a correct answer after a false
+    operation step is WRONG (:func:`check_steps`)."""
     from ..checking.extract import extract_answer
 
     answer = extract_answer(text) if text else None
@@ -293,4 +341,8 @@ def verify(text: str | None, numbers: tuple[int, ...], target: int) -> tuple[Ver
             return Verdict.WRONG, answer, f"the boxed equation does not hold (the expression is {value})"
     if value != target:
         return Verdict.WRONG, answer, f"value {value}, target {target}"
+    if steps:
+        false = check_steps(text, tuple(numbers))
+        if false:
+            return Verdict.WRONG, answer, false
     return Verdict.CORRECT, answer, "countdown"

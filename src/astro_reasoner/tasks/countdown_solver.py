@@ -30,6 +30,7 @@ from fractions import Fraction
 from typing import Any
 
 from ..io import stable_seed
+from ..text import join_steps
 from ..types import Problem
 from .countdown import TASK
 
@@ -180,7 +181,7 @@ def direct_solution(numbers: Sequence[int], target: int, rng: random.Random | No
     sols = solutions(numbers, target, limit=None if rng else 1)
     if not sols:
         raise ValueError(f"countdown: {list(numbers)} cannot make {target}")
-    return "\n\n".join(render_steps(numbers, rng.choice(sols) if rng else sols[0]))
+    return join_steps(render_steps(numbers, rng.choice(sols) if rng else sols[0]))
 
 
 # ---- prompt --------------------------------------------------------------------------------------------------

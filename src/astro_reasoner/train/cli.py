@@ -6,7 +6,8 @@ go to ``train``, so ``astro rl --prompts rl.jsonl --model CKPT --out DIR learnin
 without swallowing the subcommand name, hence the default-command group.)
 
 Every command takes ``--config FILE`` (YAML; its ``sft:`` / ``rl:`` / ``rl_filter:`` section when present,
-else the whole file) and trailing ``key=value`` overrides of the stage config (train/config.py).
+else the whole file) and trailing ``key=value`` overrides of the stage config (train/config.py), also written
+TRL-style: ``--learning_rate 1e-5``, ``--learning-rate=1e-5``, ``--lora`` (= ``lora=true``).
 Multi-GPU: ``accelerate launch --config_file configs/accelerate/<cfg>.yaml -m astro_reasoner.cli sft ...``
 (configs/accelerate/README.md).
 """
@@ -22,6 +23,9 @@ from typer.core import TyperGroup
 from ..backends.cli import backend_option_flag, parse_backend_options
 
 CONFIG_HELP = "YAML file: its `{section}:` section, or the whole file if it has none."
+# Unknown --options reach the overrides argument, where flag_overrides reads them as TRL-style key value pairs.
+FLAGS_AS_OVERRIDES = {"ignore_unknown_options": True}
+OVERRIDES_TRL = " TRL-style --key value works too (--learning_rate 1e-5)."
 
 
 class DefaultCommandGroup(TyperGroup):
@@ -42,16 +46,26 @@ rl_app = typer.Typer(cls=DefaultCommandGroup, no_args_is_help=True,
 def _stage_config(cls: type, section: str, config: Optional[Path], overrides: list[str] | None, **options: Any):
     """Set up logging, then build the stage config: defaults < YAML (its ``section`` if present) < the CLI
     options (None = not given; paths as text) < key=value overrides, validated."""
-    from ..config import load_config, parse_overrides, yaml_section
+    from ..config import flag_overrides, load_config, parse_overrides, yaml_section
 
     _setup_logging()
     merged = {k: str(v) if isinstance(v, Path) else v for k, v in options.items() if v is not None}
-    merged.update(parse_overrides(overrides))
+    merged.update(parse_overrides(flag_overrides(overrides)))  # key=value, or TRL-style --key value
     return load_config(cls, config, merged, section=yaml_section(config, section))
 
 
 def _config_option(section: str) -> Any:
     return typer.Option(None, "--config", "-c", help=CONFIG_HELP.format(section=section))
+
+
+def _require_train(cfg: Any = None) -> None:
+    """The ``train`` extra: TRL always, peft for LoRA (before the config is read: a missing TRL is the first
+    thing to fix). ``astro`` turns the MissingExtra into one line and exit code 2."""
+    from ..extras import require
+
+    require("train", "trl")
+    if cfg is not None and getattr(cfg, "lora", False):
+        require("train", "peft")
 
 
 def _setup_logging() -> None:
@@ -70,35 +84,41 @@ def sft_command(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output dir (checkpoints + final model)."),
     config: Optional[Path] = _config_option("sft"),
     overrides: list[str] = typer.Argument(None, help="SFTStageConfig key=value overrides, e.g. max_length=8192 "
-                                          "lora=true num_train_epochs=3 'trl_args={packing_strategy: wrapped}'."),
+                                          "lora=true num_train_epochs=3 'trl_args={packing_strategy: wrapped}'."
+                                          + OVERRIDES_TRL),
 ) -> None:
-    """ASTRO §3.3: fine-tune on the long CoTs (loss on the completion only) with TRL's SFTTrainer."""
+    """ASTRO §3.3: fine-tune on the long CoTs with TRL's SFTTrainer (loss on all tokens as in the paper;
+    completion_only_loss=true puts it on the CoT only)."""
+    _require_train()
     from .config import SFTStageConfig
     from .sft import run_sft
 
     cfg = _stage_config(SFTStageConfig, "sft", config, overrides, data=data, model=model, out_dir=out)
+    _require_train(cfg)
     typer.echo(f"SFT checkpoint: {run_sft(cfg)}")
 
 
-@rl_app.command("train")
+@rl_app.command("train", context_settings=FLAGS_AS_OVERRIDES)
 def rl_train_command(
     prompts: Optional[Path] = typer.Option(None, "--prompts", "-p", help="rl.jsonl (from `astro clone`)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Policy to train (usually the SFT output)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output dir (checkpoints, model, metrics.jsonl)."),
     config: Optional[Path] = _config_option("rl"),
     overrides: list[str] = typer.Argument(None, help="RLStageConfig key=value overrides, e.g. num_generations=8 "
-                                          "max_completion_length=2048 use_vllm=true vllm_mode=server."),
+                                          "max_completion_length=2048 use_vllm=true vllm_mode=server." + OVERRIDES_TRL),
 ) -> None:
     """ASTRO §3.4: GRPO with the +1/-1 answer-checker reward, no KL; logs reward and behaviour per step."""
+    _require_train()
     from .config import RLStageConfig
     from .grpo import METRICS_FILE, run_grpo
 
     cfg = _stage_config(RLStageConfig, "rl", config, overrides, prompts=prompts, model=model, out_dir=out)
+    _require_train(cfg)
     done = run_grpo(cfg)
     typer.echo(f"RL checkpoint: {done}; per-step metrics: {Path(done) / METRICS_FILE}")
 
 
-@rl_app.command("filter")
+@rl_app.command("filter", context_settings=FLAGS_AS_OVERRIDES)
 def rl_filter_command(
     prompts: Optional[Path] = typer.Option(None, "--prompts", "-p", help="rl.jsonl to filter."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="The policy RL will train (SFT output)."),
@@ -109,7 +129,7 @@ def rl_filter_command(
     config: Optional[Path] = _config_option("rl_filter"),
     backend_option: list[str] = backend_option_flag(),
     overrides: list[str] = typer.Argument(None, help="FilterConfig key=value overrides, e.g. max_tokens=1024 "
-                                          "temperature=1.0 limit=100."),
+                                          "temperature=1.0 limit=100." + OVERRIDES_TRL),
 ) -> None:
     """Keep prompts of moderate difficulty: sample n solutions each, keep pass rates inside the band."""
     from .config import FilterConfig
@@ -125,5 +145,5 @@ def rl_filter_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("sft")(sft_command)
+    app.command("sft", context_settings=FLAGS_AS_OVERRIDES)(sft_command)
     app.add_typer(rl_app, name="rl")

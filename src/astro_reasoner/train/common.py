@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError
-from ..io import lock_dir, read_json, stable_hash, write_json
+from ..io import honour_umask, read_json, stable_hash, write_json
+from ..outdir import claim_out_dir
+from .allocator import tune_glibc_malloc
 from .config import TrainCommon
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,7 @@ SUMMARY_FILE = "train_summary.json"
 RUN_CONFIG_FILE = "run_config.json"  # written when a run starts: which config owns out_dir
 # Fields that do not change what is trained (so changing them does not invalidate a finished run).
 _NOT_HASHED = ("resume", "overwrite", "report_to", "threads", "logging_steps", "save_steps", "save_total_limit")
+_LENGTH = ("max_steps", "num_train_epochs")  # may change between attempts: a longer run extends the checkpoint
 
 
 @dataclass(frozen=True)
@@ -193,7 +196,7 @@ def config_hash(cfg: TrainCommon, *, with_length: bool = True) -> str:
     """Hash of what ``cfg`` trains; ``with_length=False`` leaves out how long (max_steps, epochs), so a
     finished run can be extended by re-running with more steps (it resumes from its last checkpoint)."""
     d = dataclasses.asdict(cfg)
-    for key in _NOT_HASHED + (() if with_length else ("max_steps", "num_train_epochs")):
+    for key in _NOT_HASHED + (() if with_length else _LENGTH):
         d.pop(key, None)
     return stable_hash(d)[:16]
 
@@ -205,30 +208,29 @@ def is_main_rank() -> bool:
 
 def start_run(cfg: TrainCommon) -> tuple[bool, str | None, Any]:
     """Claim ``out_dir`` for ``cfg``: returns (already finished, checkpoint to resume from or None, the
-    directory lock to hold while training: ``io.lock_dir``, taken by the main rank only).
+    directory lock to hold while training: ``outdir.claim_out_dir``, taken by the main rank only).
 
     - A finished run of this same config (``train_summary.json``) -> (True, None): the stage is skipped.
-    - ``out_dir`` used by a run of a *different* config -> ConfigError unless ``overwrite=true``: silently
-      mixing two runs would make the checkpoint lie about how it was trained. Only the length (max_steps,
-      epochs) may change: that extends the run from its latest checkpoint.
+    - ``out_dir`` used by a run of a *different* config (``run_config.json``) -> ConfigError naming the changed
+      keys unless ``overwrite=true``: silently mixing two runs would make the checkpoint lie about how it was
+      trained. Only the length (max_steps, epochs) and the keys in ``_NOT_HASHED`` may change: a longer run
+      extends the run from its latest checkpoint.
     - ``overwrite=true`` always starts over. Otherwise ``resume=auto`` resumes from the latest
       ``checkpoint-N``; ``never`` starts over; a path resumes from that checkpoint.
     """
     out = Path(cfg.out_dir)
-    lock = lock_dir(out) if is_main_rank() else None  # one training run per out_dir
-    full, key = config_hash(cfg), config_hash(cfg, with_length=False)
-    summary_path, claim_path = out / SUMMARY_FILE, out / RUN_CONFIG_FILE
+    settings = dataclasses.asdict(cfg)
+    # Runs from before run_config.json recorded their config only in the summary (same layout).
+    lock = claim_out_dir(out, settings, settings_file=RUN_CONFIG_FILE, holds="a training run",
+                         record={"run_hash": config_hash(cfg, with_length=False), "config": settings},
+                         under="config", ignore=_NOT_HASHED + _LENGTH, overwrite=cfg.overwrite,
+                         overwrite_flag="overwrite=true", fallback_file=SUMMARY_FILE, leader=is_main_rank())
+    summary_path = out / SUMMARY_FILE
     summary = read_json(summary_path) if summary_path.exists() else {}
-    claimed = read_json(claim_path).get("run_hash") if claim_path.exists() else summary.get("run_hash")
-    if not cfg.overwrite:
-        if summary.get("config_hash") == full:
-            return True, None, lock
-        if claimed not in (None, key):
-            raise ConfigError(f"{out} holds a run with a different config (see {claim_path}); use another "
-                              "--out, or overwrite=true to start over there")
+    if not cfg.overwrite and summary.get("config_hash") == config_hash(cfg):
+        return True, None, lock
     if is_main_rank():
         summary_path.unlink(missing_ok=True)
-        write_json(claim_path, {"run_hash": key, "config": dataclasses.asdict(cfg)})
     if cfg.overwrite:
         return False, None, lock
     return False, resume_checkpoint(cfg), lock
@@ -278,6 +280,9 @@ def save_final(trainer, cfg: TrainCommon, base_model: str) -> None:
     out = Path(cfg.out_dir)
     if not (cfg.lora and cfg.merge_lora):
         trainer.save_model(str(out))
+        trainer.create_model_card(model_name=out.name)  # TRL writes it at checkpoint saves only (train/card.py)
+        if trainer.is_world_process_zero():
+            honour_umask(out)  # safetensors writes model.safetensors 0600 whatever the umask
         return
     adapter_dir = out / "adapter"
     trainer.save_model(str(adapter_dir))
@@ -291,7 +296,23 @@ def save_final(trainer, cfg: TrainCommon, base_model: str) -> None:
         merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
         merged.save_pretrained(str(out))
         trainer.processing_class.save_pretrained(str(out))
+    trainer.create_model_card(model_name=out.name)
+    if trainer.is_world_process_zero():
+        honour_umask(out)
     trainer.accelerator.wait_for_everyone()
+
+
+def add_umask_callback(trainer) -> None:
+    """Each saved ``checkpoint-N`` gets the umask's modes (safetensors writes its weights 0600; io.honour_umask),
+    so the checkpoints of a run that never finishes are readable like its other files too."""
+    from transformers import TrainerCallback
+
+    class HonourUmask(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                honour_umask(Path(args.output_dir) / f"checkpoint-{state.global_step}")
+
+    trainer.add_callback(HonourUmask())
 
 
 def write_summary(trainer, cfg: TrainCommon, extra: dict[str, Any], started: float) -> None:
@@ -313,7 +334,9 @@ def write_summary(trainer, cfg: TrainCommon, extra: dict[str, Any], started: flo
     })
 
 
-def prepare_environment(cfg: TrainCommon) -> None:
-    """Process-level settings that must precede heavy imports' first use."""
+def prepare_environment(cfg: TrainCommon, rt: Runtime) -> None:
+    """Process-level settings that must precede the model's and tokenizer's first use."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     set_threads(cfg.threads)
+    if rt.device == "cpu":
+        tune_glibc_malloc()  # opt-in (ASTRO_TUNE_MALLOC=1): faster steps, but the heap only grows (allocator.py)

@@ -1,4 +1,4 @@
-"""Configs of the training stages (ASTRO §3.3 SFT, §3.4 RL): ours, small, validated early; mapped onto TRL.
+"""Configs of the training stages (ASTRO §3.3 SFT, §3.4 RL): ours, small, validated on construction; mapped onto TRL.
 
 ``SFTStageConfig`` maps onto ``trl.SFTConfig`` and ``RLStageConfig`` onto ``trl.GRPOConfig`` (see
 ``common.trl_kwargs``). Any other TRL/transformers option goes in ``trl_args`` (a dict, e.g.
@@ -61,6 +61,14 @@ class TrainCommon:
     overwrite: bool = False  # retrain even if out_dir holds a finished run with another config
     trl_args: dict[str, Any] = field(default_factory=dict)  # passed through to the TRL config
 
+    def __post_init__(self) -> None:
+        # Validated on construction (TRL-style): an invalid config never exists, so a bad value fails where it
+        # is written, not later in the stage. validate() stays public to re-check after a field is assigned.
+        self.validate()
+
+    def validate(self) -> None:
+        self._validate_common()
+
     def _validate_common(self) -> None:
         require(self.device in DEVICES, f"device={self.device!r}: use one of {', '.join(DEVICES)}")
         require(self.precision in PRECISIONS,
@@ -68,17 +76,21 @@ class TrainCommon:
         require(self.threads >= 0, f"threads={self.threads}: use 0 (default) or a positive thread count")
         require(self.learning_rate > 0, f"learning_rate={self.learning_rate}: must be > 0")
         require(self.num_train_epochs > 0 or self.max_steps > 0,
-                "num_train_epochs must be > 0 (or set max_steps > 0)")
+                f"num_train_epochs={self.num_train_epochs!r}: must be > 0 (or set max_steps > 0)")
         require(self.max_steps == -1 or self.max_steps > 0, f"max_steps={self.max_steps}: use -1 (epochs) or > 0")
-        require(self.per_device_train_batch_size >= 1, "per_device_train_batch_size must be >= 1")
-        require(self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps must be >= 1")
-        require(self.warmup_steps >= 0, "warmup_steps must be >= 0 (a count, or a fraction < 1)")
+        require(self.per_device_train_batch_size >= 1,
+                f"per_device_train_batch_size={self.per_device_train_batch_size!r}: must be >= 1")
+        require(self.gradient_accumulation_steps >= 1,
+                f"gradient_accumulation_steps={self.gradient_accumulation_steps!r}: must be >= 1")
+        require(self.warmup_steps >= 0,
+                f"warmup_steps={self.warmup_steps!r}: must be >= 0 (a count, or a fraction < 1)")
         require(self.lora_r >= 1 and self.lora_alpha >= 1, "lora_r and lora_alpha must be >= 1")
-        require(0 <= self.lora_dropout < 1, "lora_dropout must be in [0, 1)")
+        require(0 <= self.lora_dropout < 1, f"lora_dropout={self.lora_dropout!r}: must be in [0, 1)")
         require(self.logging_steps >= 1 and self.save_steps >= 1, "logging_steps and save_steps must be >= 1")
         require(self.save_total_limit is None or self.save_total_limit >= 1,
-                "save_total_limit must be >= 1 (or null to keep every checkpoint)")
-        require(isinstance(self.trl_args, dict), "trl_args must be a mapping of TRL option -> value")
+                f"save_total_limit={self.save_total_limit!r}: must be >= 1 (or null to keep every checkpoint)")
+        require(isinstance(self.trl_args, dict),
+                f"trl_args={self.trl_args!r}: must be a mapping of TRL option -> value")
         require(bool(self.model), "model is not set: pass --model (an HF dir, hub id, or smollm2-135m)")
         require(bool(self.out_dir), "out_dir is not set: pass --out DIR")
 
@@ -165,22 +177,25 @@ class RLStageConfig(TrainCommon):
         require(self.loss_type in LOSS_TYPES, f"loss_type={self.loss_type!r}: use one of {', '.join(LOSS_TYPES)}")
         require(self.num_generations >= 2,
                 f"num_generations={self.num_generations}: GRPO needs >= 2 samples per prompt to compare them")
-        require(self.epsilon > 0, "epsilon must be > 0")
+        require(self.epsilon > 0, f"epsilon={self.epsilon!r}: must be > 0")
         require(self.epsilon_high is None or self.epsilon_high >= self.epsilon,
                 f"epsilon_high={self.epsilon_high} must be >= epsilon={self.epsilon} (or null)")
-        require(self.temperature > 0, "temperature must be > 0 (GRPO needs diverse samples)")
-        require(0 < self.top_p <= 1, "top_p must be in (0, 1]")
-        require(self.max_completion_length >= 1, "max_completion_length must be >= 1")
+        require(self.temperature > 0, f"temperature={self.temperature!r}: must be > 0 (GRPO needs diverse samples)")
+        require(0 < self.top_p <= 1, f"top_p={self.top_p!r}: must be in (0, 1]")
+        require(self.max_completion_length >= 1, f"max_completion_length={self.max_completion_length!r}: must be >= 1")
         require(self.scale_rewards in SCALE_REWARDS,
                 f"scale_rewards={self.scale_rewards!r}: use one of {', '.join(SCALE_REWARDS)}")
-        require(self.num_iterations >= 1, "num_iterations must be >= 1")
+        require(self.num_iterations >= 1, f"num_iterations={self.num_iterations!r}: must be >= 1")
         require(self.steps_per_generation is None or self.steps_per_generation >= 1,
-                "steps_per_generation must be >= 1 (or null)")
-        require(self.checker_deadline > 0, "checker_deadline must be > 0 seconds")
-        require(self.checker_workers is None or self.checker_workers >= 1, "checker_workers must be >= 1 (or null)")
+                f"steps_per_generation={self.steps_per_generation!r}: must be >= 1 (or null)")
+        require(self.checker_deadline > 0, f"checker_deadline={self.checker_deadline!r}: must be > 0 seconds")
+        require(self.checker_workers is None or self.checker_workers >= 1,
+                f"checker_workers={self.checker_workers!r}: must be >= 1 (or null)")
         require(self.vllm_mode in VLLM_MODES, f"vllm_mode={self.vllm_mode!r}: use server or colocate")
-        require(0 < self.vllm_gpu_memory_utilization <= 1, "vllm_gpu_memory_utilization must be in (0, 1]")
-        require(self.vllm_tensor_parallel_size >= 1, "vllm_tensor_parallel_size must be >= 1")
+        require(0 < self.vllm_gpu_memory_utilization <= 1,
+                f"vllm_gpu_memory_utilization={self.vllm_gpu_memory_utilization!r}: must be in (0, 1]")
+        require(self.vllm_tensor_parallel_size >= 1,
+                f"vllm_tensor_parallel_size={self.vllm_tensor_parallel_size!r}: must be >= 1")
 
 
 def parse_band(text: str) -> tuple[float, float]:
@@ -214,14 +229,19 @@ class FilterConfig:
     checker_workers: int | None = None
     checker_deadline: float = 10.0
 
+    def __post_init__(self) -> None:
+        # Validated on construction (TRL-style): an invalid config never exists, so a bad value fails where it
+        # is written, not later in the stage. validate() stays public to re-check after a field is assigned.
+        self.validate()
+
     def validate(self) -> None:
         require(bool(self.prompts), "prompts is not set: pass --prompts rl.jsonl")
         require(bool(self.model), "model is not set: pass --model CKPT")
         require(bool(self.out), "out is not set: pass --out kept.jsonl")
-        require(self.n >= 1, "n must be >= 1 (samples per prompt)")
+        require(self.n >= 1, f"n={self.n!r}: must be >= 1 (samples per prompt)")
         parse_band(self.keep)
-        require(self.max_tokens >= 1, "max_tokens must be >= 1")
-        require(self.temperature >= 0, "temperature must be >= 0")
-        require(self.batch_size >= 1, "batch_size must be >= 1")
-        require(self.limit is None or self.limit >= 1, "limit must be >= 1 (or null)")
-        require(self.checker_deadline > 0, "checker_deadline must be > 0 seconds")
+        require(self.max_tokens >= 1, f"max_tokens={self.max_tokens!r}: must be >= 1")
+        require(self.temperature >= 0, f"temperature={self.temperature!r}: must be >= 0")
+        require(self.batch_size >= 1, f"batch_size={self.batch_size!r}: must be >= 1")
+        require(self.limit is None or self.limit >= 1, f"limit={self.limit!r}: must be >= 1 (or null)")
+        require(self.checker_deadline > 0, f"checker_deadline={self.checker_deadline!r}: must be > 0 seconds")

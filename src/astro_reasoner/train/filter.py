@@ -15,13 +15,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..io import append_jsonl, done_ids, read_jsonl, stable_seed, write_jsonl
-from ..tasks import gold_of
+from ..sampling import sample_and_check
 from ..types import GenParams, Verdict
 from .config import FilterConfig, parse_band
 from .grpo import load_rl_rows
+
+if TYPE_CHECKING:  # annotations only: the protocols every backend / checker (and test double) implements
+    from ..backends.base import Policy
+    from ..checking import AnswerChecker
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +38,7 @@ class FilterResult:
     too_hard: int  # pass rate below the band
     out: str
     pass_rates: str
+    generated_tokens: int = 0  # sampled for the pass rates, this run and resumed ones (compute per stage)
 
 
 def pass_rates_path(out: str | Path) -> Path:
@@ -41,32 +46,32 @@ def pass_rates_path(out: str | Path) -> Path:
     return out.with_name(out.stem + ".pass_rates.jsonl")
 
 
-def score_batch(policy, checker, rows: list[dict[str, Any]], cfg: FilterConfig) -> list[dict[str, Any]]:
+def score_batch(policy: Policy, checker: AnswerChecker, rows: list[dict[str, Any]], cfg: FilterConfig
+                ) -> list[dict[str, Any]]:
     """Sample ``cfg.n`` solutions for each row and return one pass-rate record per row."""
     prompts = [policy.apply_chat_template(r["prompt"]) for r in rows]
     params = GenParams(n=cfg.n, max_tokens=cfg.max_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
                        seed=stable_seed(cfg.seed, "rl-filter", *[r["problem_id"] for r in rows]))
-    samples = policy.generate(prompts, params)
-    pairs = [(gold_of(r), c.text) for r, comps in zip(rows, samples) for c in comps]  # the row's task
-    results = iter(checker.check_batch(pairs))
+    drawn = sample_and_check(policy, checker, rows, prompts, params)  # checked by the row's task
     records = []
-    for row, comps in zip(rows, samples):
-        verdicts = [Verdict(next(results).verdict) for _ in comps]
-        correct = sum(v is Verdict.CORRECT for v in verdicts)
-        records.append({"problem_id": row["problem_id"], "n": len(verdicts), "correct": correct,
-                        "unparseable": sum(v is Verdict.UNPARSEABLE for v in verdicts),
-                        "pass_rate": correct / len(verdicts) if verdicts else 0.0,
-                        "truncated": sum(c.finish_reason == "length" for c in comps)})
+    for row, checked in zip(rows, drawn):
+        correct = sum(s.correct for s in checked)
+        records.append({"problem_id": row["problem_id"], "n": len(checked), "correct": correct,
+                        "unparseable": sum(s.verdict is Verdict.UNPARSEABLE for s in checked),
+                        "pass_rate": correct / len(checked) if checked else 0.0,
+                        "truncated": sum(s.finish_reason == "length" for s in checked),
+                        "generated_tokens": sum(s.tokens for s in checked)})
     return records
 
 
-def filter_prompts(cfg: FilterConfig, *, policy=None, checker=None) -> FilterResult:
+def filter_prompts(cfg: FilterConfig, *, policy: Policy | None = None, checker: AnswerChecker | None = None
+                   ) -> FilterResult:
     """Score every prompt of ``cfg.prompts`` (resuming from the pass-rates file) and write the kept ones.
 
     ``policy``/``checker`` default to ``make_backend(cfg.backend, cfg.model, **cfg.backend_options)`` and a
     ``Checker``; pass your own to reuse open ones.
     """
-    from rich.progress import Progress
+    from ..progress import Progress
 
     lo, hi = parse_band(cfg.keep)
     rows = load_rl_rows(cfg.prompts)[: cfg.limit]
@@ -108,4 +113,5 @@ def filter_prompts(cfg: FilterConfig, *, policy=None, checker=None) -> FilterRes
     write_jsonl(cfg.out, kept)
     log.info("kept %d of %d prompts (pass rate in [%s, %s]); %d too easy, %d too hard",
              len(kept), len(rows), lo, hi, easy, hard)
-    return FilterResult(len(rows), len(kept), easy, hard, str(cfg.out), str(rates_file))
+    tokens = sum(int(rates[r["problem_id"]].get("generated_tokens", 0)) for r in rows)
+    return FilterResult(len(rows), len(kept), easy, hard, str(cfg.out), str(rates_file), tokens)

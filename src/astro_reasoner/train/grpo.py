@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError
-from ..io import DataError, append_jsonl, read_jsonl, write_jsonl
-from .common import (Runtime, build_trl_config, common_trl_kwargs, lora_config, prepare_environment,
-                     resolve_model_path, resolve_runtime, save_final, start_run, write_summary)
+from ..io import DataError, append_jsonl, numbered_jsonl, read_jsonl, write_jsonl
+from .common import (Runtime, add_umask_callback, build_trl_config, common_trl_kwargs, lora_config,
+                     prepare_environment, resolve_model_path, resolve_runtime, save_final, start_run, write_summary)
+from .card import install_model_card
 from .config import RLStageConfig
-from ..checking import completion_text
+from ..checking import AnswerChecker, completion_text
 from .rewards import RewardValues, correctness_reward
 from .sft import check_messages
 
@@ -46,7 +47,7 @@ METRIC_KEYS = {
 def load_rl_rows(path: str | Path) -> list[dict[str, Any]]:
     """Rows ``{"problem_id", "prompt": [...], "answer"}`` from rl.jsonl, validated."""
     rows = []
-    for lineno, rec in enumerate(read_jsonl(path), start=1):
+    for lineno, rec in numbered_jsonl(path):
         where = f"{path}:{lineno}"
         prompt = check_messages(rec.get("prompt"), where, "prompt", roles=("system", "user", "assistant"))
         answer = rec.get("answer")
@@ -83,7 +84,8 @@ class LoggedCorrectnessReward:
     (``rewards/correctness/mean`` in the logs).
     """
 
-    def __init__(self, checker, values: RewardValues, analyze=None, completions_file: Path | None = None):
+    def __init__(self, checker: AnswerChecker, values: RewardValues, analyze=None,
+                 completions_file: Path | None = None):
         self.__name__ = "correctness"
         self.checker, self.values, self.analyze, self.completions_file = checker, values, analyze, completions_file
 
@@ -153,7 +155,7 @@ def grpo_trl_kwargs(cfg: RLStageConfig) -> dict[str, Any]:
     return kw
 
 
-def build_grpo_trainer(cfg: RLStageConfig, checker, rt: Runtime | None = None):
+def build_grpo_trainer(cfg: RLStageConfig, checker: AnswerChecker, rt: Runtime | None = None):
     """The configured TRL ``GRPOTrainer`` (not yet trained) for ``cfg``, rewarding through ``checker``."""
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
@@ -177,6 +179,8 @@ def build_grpo_trainer(cfg: RLStageConfig, checker, rt: Runtime | None = None):
     trainer = GRPOTrainer(model=model_path, reward_funcs=[reward], args=args, train_dataset=Dataset.from_list(rows),
                           peft_config=lora_config(cfg),
                           callbacks=[make_metrics_callback(cfg.out_dir, rank, cfg.save_completions)])
+    install_model_card(trainer, cfg.model)  # "fine-tuned version of <base model>", not of None
+    add_umask_callback(trainer)
     return trainer, {"model_path": model_path, "prompts": len(rows)}
 
 
@@ -187,8 +191,8 @@ def run_grpo(cfg: RLStageConfig) -> str:
     """
     from ..checking import Checker
 
-    prepare_environment(cfg)
     rt = resolve_runtime(cfg, use_vllm=cfg.use_vllm)  # device/precision errors before anything is written
+    prepare_environment(cfg, rt)
     if cfg.behaviour_logging:
         behaviour_counter()  # fail before training if the behaviour counter is missing
     finished, resume_from, lock = start_run(cfg)  # noqa: F841 - the lock is held for the run

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..checking import completion_text
+from ..checking import AnswerChecker, completion_text
 from ..tasks import gold_of
 from ..types import Verdict
 
@@ -37,7 +37,7 @@ class RewardValues:
         return self.correct if v is Verdict.CORRECT else self.wrong if v is Verdict.WRONG else self.unparseable
 
 
-def check_completions(checker, completions: Sequence[Any], answer: Sequence[str],
+def check_completions(checker: AnswerChecker, completions: Sequence[Any], answer: Sequence[str],
                       task: Sequence[dict[str, Any] | None] | None = None) -> list:
     """CheckResults for each (gold, completion) pair, checked in the checker's process pool (or by the task's
     verifier when the ``task`` column names one)."""
@@ -51,7 +51,8 @@ def check_completions(checker, completions: Sequence[Any], answer: Sequence[str]
 
 
 def correctness_reward(prompts: Sequence[Any], completions: Sequence[Any], answer: Sequence[str], *,
-                       checker=None, values: RewardValues = RewardValues(), log_metric=None,
+                       checker: AnswerChecker | None = None, values: RewardValues = RewardValues(),
+                       log_metric=None,
                        task: Sequence[dict[str, Any] | None] | None = None, **kwargs: Any) -> list[float]:
     """+1 / -1 (``values``) per completion: correct vs wrong-or-unparseable against the gold ``answer``.
 

@@ -17,9 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..io import DataError, read_jsonl
-from .common import (Runtime, build_trl_config, common_trl_kwargs, lora_config, prepare_environment,
-                     resolve_model_path, resolve_runtime, save_final, start_run, write_summary)
+from ..io import DataError, numbered_jsonl, read_jsonl
+from .common import (Runtime, add_umask_callback, build_trl_config, common_trl_kwargs, lora_config,
+                     prepare_environment, resolve_model_path, resolve_runtime, save_final, start_run, write_summary)
+from .card import install_model_card
 from .config import SFTStageConfig
 
 log = logging.getLogger(__name__)
@@ -42,14 +43,26 @@ def check_messages(value: Any, where: str, field: str, *, roles: tuple[str, ...]
 def load_sft_rows(path: str | Path) -> list[dict[str, Any]]:
     """Rows ``{"problem_id", "prompt": [...], "completion": [...]}`` from sft.jsonl, validated."""
     rows = []
-    for lineno, rec in enumerate(read_jsonl(path), start=1):
+    for lineno, rec in numbered_jsonl(path):
         where = f"{path}:{lineno}"
         prompt = check_messages(rec.get("prompt"), where, "prompt", roles=("system", "user", "assistant"))
         completion = check_messages(rec.get("completion"), where, "completion", roles=("assistant",))
         rows.append({"problem_id": str(rec.get("problem_id", lineno)), "prompt": prompt, "completion": completion})
     if not rows:
-        raise DataError(f"{path}: no examples; run `astro clone` first (it writes sft.jsonl)")
+        raise DataError(no_examples(path))
     return rows
+
+
+def no_examples(path: str | Path) -> str:
+    return (f"{path}: no examples (the file is empty); `astro clone` writes sft.jsonl from search trees, and "
+            "`astro baseline best-of-n` writes an empty one when it solved no problem within the search's budget")
+
+
+def require_examples(path: str | Path) -> None:
+    """DataError unless ``path`` holds at least one record (checked before the run claims its out_dir)."""
+    for _ in read_jsonl(path):
+        return
+    raise DataError(no_examples(path))
 
 
 def token_lengths(tokenizer, rows: list[dict[str, Any]]) -> list[int]:
@@ -113,6 +126,8 @@ def build_sft_trainer(cfg: SFTStageConfig, rt: Runtime | None = None):
     dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
     trainer = SFTTrainer(model=model_path, args=args, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=lora_config(cfg))
+    install_model_card(trainer, cfg.model)  # "fine-tuned version of <base model>", not of None
+    add_umask_callback(trainer)
     return trainer, stats
 
 
@@ -122,8 +137,9 @@ def run_sft(cfg: SFTStageConfig) -> str:
     Re-running with the same config skips a finished run and resumes an interrupted one from its latest
     ``checkpoint-N`` (``resume=auto``).
     """
-    prepare_environment(cfg)
     rt = resolve_runtime(cfg)  # device/precision errors before anything is written
+    prepare_environment(cfg, rt)
+    require_examples(cfg.data)  # an empty sft.jsonl: one line now, not a claimed out_dir and a library error
     finished, resume_from, lock = start_run(cfg)  # noqa: F841 - the lock is held for the run
     if finished:
         log.warning("%s already holds this finished SFT run; skipping (overwrite=true to retrain)", cfg.out_dir)

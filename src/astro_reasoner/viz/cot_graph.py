@@ -268,7 +268,16 @@ def write_cot(samples: str | Path, problem_id: str, out: str | Path, *, sample: 
         def judge(step: str) -> str | None:
             res = checker.check(gold, step)
             return None if res.verdict.value == "unparseable" else res.verdict.value
-    g = build_cot_graph(_text_of(rec), final_verdict=rec.get("verdict"), judge=judge)
+    text = _text_of(rec)
+    answer, verdict = rec.get("answer"), rec.get("verdict")
+    if "verdict" not in rec and checker is not None and gold is not None:  # e.g. GRPO's completions.jsonl
+        res = checker.check(gold, text)
+        answer, verdict = res.answer, res.verdict.value
+    if answer is None:  # the record keeps no extracted answer (or the checker found none): what the text ends with
+        from ..checking.extract import extract_answer
+
+        answer = extract_answer(text)
+    g = build_cot_graph(text, final_verdict=verdict, judge=judge)
     out = Path(out)
     problem = str(rec.get("problem", ""))
     if out.suffix.lower() == ".svg":
@@ -276,7 +285,8 @@ def write_cot(samples: str | Path, problem_id: str, out: str | Path, *, sample: 
     elif out.suffix.lower() in (".html", ".htm"):
         goal = (f"numbers {', '.join(map(str, fields['numbers']))} · target {fields['target']}" if fields
                 else f"gold {gold!r}")
-        meta = (f"sample {rec.get('sample', 0)} · verdict {rec.get('verdict', '?')} · answer {rec.get('answer')!r}"
+        shown = repr(answer) if answer is not None else "(none found)"
+        meta = (f"sample {rec.get('sample', 0)} · verdict {verdict or '?'} · answer {shown}"
                 f" · {goal} · {len(g.nodes) - 1} steps · {len(g.backtracks)} backtracks")
         write_text_atomic(out, render_html(g, title=f"CoT graph · {problem_id}", problem=problem, meta=meta))
     else:

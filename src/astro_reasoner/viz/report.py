@@ -3,7 +3,11 @@
 It shows whatever the run directory holds (searched recursively, so an eval directory, a pipeline run with
 several eval directories, or a search output all work):
 - every eval directory (``summary.json``): the metric table, pass@1/maj@k bars, behaviour by outcome;
-- with two or more eval directories: the backtracks-vs-accuracy and length-vs-accuracy correlations;
+- every analysis output (``correlation.json``, written by the pipeline's analysis stage per arm or by
+  ``astro analyze correlation``): its backtracks-vs-accuracy and length-vs-accuracy correlations, as
+  computed there. The report never computes a correlation itself: which runs belong together (one arm's
+  SFT -> RL checkpoints, not base + Direct + ASTRO pooled) is the analysis's decision, and one number
+  per heading keeps the report and the results table in agreement;
 - every RL ``metrics.jsonl``: the training curves;
 - one CoT graph (an eval sample that backtracks, preferring a correct one) and one interactive search tree
   (the smallest tree of the first ``trees.jsonl`` with both correct and wrong terminals), embedded in an
@@ -39,7 +43,8 @@ def discover(run_dir: str | Path) -> dict[str, list[Path]]:
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir}: no such run directory")
     found = {"evals": [p.parent for p in _files(run_dir, "summary.json") if is_eval_dir(p.parent)],
-             "trees": _files(run_dir, "trees.jsonl"), "metrics": _files(run_dir, "metrics.jsonl")}
+             "trees": _files(run_dir, "trees.jsonl"), "metrics": _files(run_dir, "metrics.jsonl"),
+             "correlations": _files(run_dir, "correlation.json")}
     if not any(found.values()):
         raise DataError(f"{run_dir}: nothing to report (no summary.json, trees.jsonl or metrics.jsonl here or "
                         "below); run `astro eval --out DIR` or `astro pipeline` first")
@@ -155,10 +160,32 @@ background:#fafbfc;max-height:720px}iframe.tree{width:100%;height:720px;border:1
 .plots{display:flex;flex-wrap:wrap}"""
 
 
+def correlation_section(run_dir: Path, files: list[Path]) -> str:
+    """The analysis's correlations as it wrote them (one table and its plots per ``correlation.json``)."""
+    head = ("<h2>Behaviour vs accuracy across runs</h2><p class='meta'>Pearson r over (run, dataset) points, "
+            "as computed by the analysis (one arm's SFT → RL checkpoints per table); ASTRO §4.3 reports r > 0.8 "
+            "for backtracks across RL checkpoints.</p>")
+    if not files:
+        return head + ("<p class='meta'>No analysis output here: the pipeline's analysis stage writes one per arm; "
+                       "for other runs use <code>astro analyze correlation RUN_DIR... --out DIR</code>.</p>")
+    parts = [head]
+    for f in files:
+        res = read_json(f)
+        rows = [[esc(x), esc(ds), str(st.get("n")), _num(st.get("r"), ".3f"), _num(st.get("p"), ".3g")]
+                for x, per in res.get("correlations", {}).items() for ds, st in per.items()]
+        label = f.parent.relative_to(run_dir) if f.parent != run_dir else f.parent.name
+        # The plots sit beside correlation.json (the paths it records may be from before a move).
+        pngs = [f.parent / Path(p).name for p in res.get("plots", {}).values()]
+        parts.append(f"<h3>{esc(label)} <small class='meta'>{len(res.get('runs', []))} runs</small></h3>"
+                     + _table(["x", "dataset", "points", "r", "p"], rows) + "<div class='plots'>"
+                     + "".join(_img(p, f"correlation plot {p.stem}") for p in pngs if p.exists()) + "</div>")
+    return "".join(parts)
+
+
 def build_report(run_dir: str | Path, out: str | Path) -> Path:
     """Write the report page for ``run_dir`` to ``out`` and return its path."""
-    from ..evaluate.analyze import correlation_report, training_report
-    from .plots import accuracy_bars, behaviour_bars
+    from ..evaluate.analyze import training_report
+    from ..evaluate.plots import accuracy_bars, behaviour_bars
 
     run_dir = Path(run_dir)
     found = discover(run_dir)
@@ -179,15 +206,8 @@ def build_report(run_dir: str | Path, out: str | Path) -> Path:
                         _img(behaviour_bars(s, tmpd / f"beh{i}.png"), f"behaviour of {label}")]
                 parts.append(f"<h3>{esc(label)} <small class='meta'>{esc(s.get('model', ''))}</small></h3>"
                              + behaviour_table(label, s) + f"<div class='plots'>{''.join(imgs)}</div>")
-        if len(runs) >= 2:
-            res = correlation_report(found["evals"], tmpd / "corr")
-            rows = [[esc(x), esc(ds), str(st["n"]), _num(st["r"], ".3f"), _num(st["p"], ".3g")]
-                    for x, per in res["correlations"].items() for ds, st in per.items()]
-            parts.append("<h2>Behaviour vs accuracy across runs</h2><p class='meta'>Pearson r over (run, dataset)"
-                         " points; ASTRO §4.3 reports r > 0.8 for backtracks across RL checkpoints.</p>"
-                         + _table(["x", "dataset", "points", "r", "p"], rows) + "<div class='plots'>"
-                         + "".join(_img(Path(p), f"correlation with {x}") for x, p in res["plots"].items())
-                         + "</div>")
+        if found["correlations"] or len(runs) >= 2:
+            parts.append(correlation_section(run_dir, found["correlations"]))
         for j, m in enumerate(found["metrics"][:4]):
             try:
                 res = training_report(m, tmpd / f"train{j}.png")

@@ -1,7 +1,8 @@
 """Matplotlib figures (Agg backend, PNG): correlation scatter plots, RL training curves, eval bars.
 
 Each function takes plain data and a path, writes one PNG and returns the path; nothing here reads run
-directories (that is ``evaluate.analyze`` and ``viz.report``).
+directories (that is ``evaluate.analyze`` and ``viz.report``). It lives in ``evaluate`` (not ``viz``) because
+the analysis draws these figures: ``viz`` builds on ``evaluate``, never the other way round.
 """
 
 from __future__ import annotations

@@ -1,0 +1,48 @@
+"""train/allocator.py: glibc's malloc tuned for CPU training, and left alone when the user chose otherwise."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+
+import pytest
+
+from astro_reasoner.train.allocator import tune_glibc_malloc
+
+glibc = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+
+# In a fresh interpreter: does a 256 MiB malloc get its own mmap (glibc's default above 32 MiB)?
+PROBE = r"""
+import ctypes, sys
+from astro_reasoner.train.allocator import tune_glibc_malloc
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = MallInfo2
+libc.malloc.restype = ctypes.c_void_p
+applied = tune_glibc_malloc({"ASTRO_TUNE_MALLOC": "1"}) if sys.argv[1] == "tuned" else False
+before = libc.mallinfo2().hblks
+p = libc.malloc(256 << 20)
+print(applied, libc.mallinfo2().hblks - before)
+"""
+
+
+def _probe(mode: str) -> str:
+    return subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)}).stdout.split()
+
+
+@glibc
+def test_tuned_malloc_keeps_large_blocks_in_the_heap():
+    assert _probe("default") == ["False", "1"]  # a fresh mmap per large tensor: the cost being removed
+    assert _probe("tuned") == ["True", "0"]
+
+
+@pytest.mark.parametrize("env", [{}, {"ASTRO_TUNE_MALLOC": "0"},
+                                 {"ASTRO_TUNE_MALLOC": "1", "MALLOC_ARENA_MAX": "2"},
+                                 {"ASTRO_TUNE_MALLOC": "1", "LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"}])
+def test_off_by_default_and_user_choice_is_left_alone(env):
+    assert tune_glibc_malloc(env) is False
