@@ -216,6 +216,20 @@ def test_llama_server_sends_no_logprobs_for_an_immediate_stop(client_for):
     assert (c.text, c.finish_reason, c.tokens, c.logprob_sum) == ("", "stop", 1, 0.0)
 
 
+def test_llama_server_length_finish_counts_max_tokens_when_partial_characters_are_unlisted(client_for):
+    """llama-server lists a token in its log-probs only once the text is whole UTF-8: tokens that ended inside
+    a multi-byte character are generated but not listed (a fresh-clone CI run: 12 listed, max_tokens 16)."""
+    content = [{"id": 7, "token": "x", "logprob": -0.5}] * 12
+
+    def reply(body, count):
+        choice = {"index": 0, "text": "x" * 12, "finish_reason": "length", "logprobs": {"content": content}}
+        return 200, {"choices": [choice, dict(choice, index=1)]}
+
+    with ScriptedServer(reply) as srv:
+        (c, d), = client_for(srv.url).generate(["hi"], GenParams(n=2, max_tokens=16, stop=("\n\n",)))
+    assert (c.finish_reason, c.tokens) == ("length", 16) and c == d
+
+
 def test_llama_server_logprob_format_and_missing_logprobs(client_for):
     content = [{"token": "5", "logprob": -0.5}, {"token": ".", "logprob": -1.0}]
     with ScriptedServer(lambda b, c: (200, {"choices": [{"text": "5.", "finish_reason": "length",
