@@ -191,6 +191,18 @@ def test_utf8_bom_is_accepted(tmp_path):
     assert read_yaml_mapping(_write(tmp_path / "c.yaml", bom + "k: 4\n")) == {"k": 4}
 
 
+def test_a_key_given_twice_in_a_yaml_config_is_refused_with_both_lines(tmp_path):
+    """PyYAML keeps the last of two equal keys silently: a recipe edited twice ran a setting nobody saw."""
+    from astro_reasoner.config import ConfigError, read_yaml_mapping, yaml_value
+
+    path = _write(tmp_path / "c.yaml", "search:\n  k: 3\n  verify_steps: true\n  verify_steps: false\n")
+    with pytest.raises(ConfigError, match=r"c.yaml:4: .*'verify_steps' is given twice \(first on line 3\)"):
+        read_yaml_mapping(path)
+    with pytest.raises(ConfigError, match="given twice"):
+        yaml_value("{a: 1, a: 2}", "k=")
+    assert read_yaml_mapping(_write(tmp_path / "ok.yaml", "a: {k: 1}\nb: {k: 1}\n")) == {"a": {"k": 1}, "b": {"k": 1}}
+
+
 def test_atomic_writes_honour_the_umask_like_appends(tmp_path):
     from astro_reasoner.io import append_jsonl, write_json, write_jsonl
 

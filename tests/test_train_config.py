@@ -48,8 +48,13 @@ def test_cpu_runtime_is_chosen_automatically():
 
     if torch.cuda.is_available():
         pytest.skip("checks the CPU choice")
+    from astro_reasoner.train.common import _cpu_has_bf16
+
     rt = resolve_runtime(build_config(SFTStageConfig, REQUIRED_SFT))
-    assert (rt.device, rt.use_cpu, rt.bf16, rt.fp16, rt.dtype) == ("cpu", True, False, False, "float32")
+    # auto: bf16 autocast over fp32 weights where the CPU has native bfloat16, plain fp32 elsewhere
+    assert (rt.device, rt.use_cpu, rt.bf16, rt.fp16, rt.dtype) == ("cpu", True, _cpu_has_bf16(), False, "float32")
+    rt = resolve_runtime(build_config(SFTStageConfig, {**REQUIRED_SFT, "precision": "fp32"}))
+    assert (rt.bf16, rt.dtype) == (False, "float32")
     assert rt.activation_checkpointing is False  # off on CPU unless asked for
 
 
@@ -94,7 +99,7 @@ def test_trl_args_pass_through_and_typos_are_caught(tmp_path):
     from astro_reasoner.train.common import build_trl_config, common_trl_kwargs, resolve_runtime
     from astro_reasoner.train.grpo import grpo_trl_kwargs
 
-    cfg = build_config(RLStageConfig, {**REQUIRED_RL, "out_dir": str(tmp_path), "epsilon_high": 0.28,
+    cfg = build_config(RLStageConfig, {**REQUIRED_RL, "out_dir": str(tmp_path), "epsilon_high": 0.28, "precision": "fp32",
                                        "trl_args": {"top_k": 20, "model_init_kwargs": {"attn_implementation": "eager"}}})
     ours = common_trl_kwargs(cfg, resolve_runtime(cfg)) | grpo_trl_kwargs(cfg)
     args = build_trl_config(GRPOConfig, ours, cfg.trl_args)

@@ -77,10 +77,37 @@ def flag_overrides(items: list[str] | tuple[str, ...] | None) -> list[str]:
     return out
 
 
+class StrictSafeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (no ``!!python`` tags), except that a key given twice in one mapping is an error:
+    PyYAML keeps the last value silently, so an edited recipe could hold two settings and run the one its
+    reader did not see. (PyYAML has no option for this; the check is ours.)"""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:  # an unhashable key: the base class reports it
+                    continue
+                if first is not None and key != "<<":
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} is given twice (first on line {first}); keep one",
+                        key_node.start_mark)
+                seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def safe_load(text: str) -> Any:
+    """``yaml.safe_load`` that refuses duplicate keys (StrictSafeLoader)."""
+    return yaml.load(text, Loader=StrictSafeLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def yaml_value(text: str, where: str) -> Any:
     """``text`` parsed as YAML (safe loader: no ``!!python`` tags); any failure is one-line ConfigError."""
     try:
-        return yaml.safe_load(text)
+        return safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{where}{text[:80]!r}: not a valid YAML value ({yaml_problem(exc)}); quote a string, "
                           "close brackets, e.g. k=4 or stop='[a, b]'") from None
@@ -230,7 +257,7 @@ def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict[str, 
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read it ({exc.strerror})") from None
     try:
-        data = yaml.safe_load(text) or {}
+        data = safe_load(text) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)

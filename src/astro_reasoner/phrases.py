@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from .config import ConfigError
+from .config import ConfigError, safe_load
 from .text import PARAGRAPH_BREAK
 
 PHRASE_KINDS = ("reflection", "doubt", "confirm", "backtrack", "backtrack_root", "final_answer")
@@ -64,7 +64,7 @@ def _load_phrases(path: str | None, _mtime: int) -> Phrases:
             raise _phrases_error(str(p), "phrase file not found")
         text, where = p.read_text(encoding="utf-8"), str(p)
     try:
-        data = yaml.safe_load(text) or {}
+        data = safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise _phrases_error(where, f"not valid YAML ({exc})") from None
     banks: dict[str, tuple[str, ...]] = {}

@@ -1,9 +1,10 @@
 """What SFT and GRPO share: device/precision choice, TRL config building, model resolution, resume, saving.
 
-Device rules: TRL configs default to ``bf16=True``, which fails on a
-CPU-only machine unless ``use_cpu=True``; we pick ``use_cpu=True`` + fp32 on CPU and bf16 on a GPU that
-supports it, and refuse GPU-only requests on CPU with a message saying what to change. ``gradient_checkpointing``
-is passed under its transformers-5 name ``activation_checkpointing`` (the old name only warns).
+Device rules: TRL configs default to ``bf16=True``, which fails on a CPU-only machine unless
+``use_cpu=True``; we pick ``use_cpu=True`` on CPU and, under ``precision=auto``, bf16 where the device has it
+natively (a GPU that supports it; a CPU with AVX512-BF16/AMX, as autocast) and fp32 elsewhere, and refuse
+GPU-only requests on CPU with a message saying what to change. ``gradient_checkpointing`` is passed under its
+transformers-5 name ``activation_checkpointing`` (the old name only warns).
 """
 
 from __future__ import annotations
@@ -78,14 +79,16 @@ def resolve_runtime(cfg: TrainCommon, *, use_vllm: bool = False) -> Runtime:
         if cfg.precision == "fp16":
             raise ConfigError("precision=fp16 needs a CUDA GPU; this run is on CPU, where training uses fp32 (or "
                               "bf16 on a CPU with native bfloat16): set precision=auto, fp32 or bf16")
-        cpu_bf16 = cfg.precision == "bf16"
-        if cpu_bf16 and not _cpu_has_bf16():
+        # auto: bf16 autocast where the CPU has native bfloat16 (as auto picks bf16 on a GPU that supports it;
+        # 1.33x per SFT step, BENCHMARKS.md), else fp32 (emulated bf16 would be slower)
+        cpu_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and _cpu_has_bf16())
+        if cfg.precision == "bf16" and not _cpu_has_bf16():
             raise ConfigError("precision=bf16 on CPU needs native bfloat16 (AVX512-BF16 or AMX, e.g. Intel Sapphire "
                               "Rapids); this CPU has neither, so bf16 would be emulated and slower: use "
-                              "precision=auto (fp32)")
+                              "precision=auto (fp32 on this CPU)")
         if gpu_only:
             raise ConfigError(f"trl_args sets {', '.join(sorted(gpu_only))}, which needs a CUDA GPU; this run is on "
-                              "CPU: remove it (precision=auto picks fp32 on CPU)")
+                              "CPU: remove it (precision=auto picks bf16 on a CPU with native bfloat16, else fp32)")
         if use_vllm:
             raise ConfigError("use_vllm=true needs a CUDA GPU (vLLM generation, server or colocate); this run is "
                               "on CPU: set use_vllm=false (generation then uses transformers)")
