@@ -18,22 +18,16 @@ import collections
 import json
 import re
 import sys
-from fractions import Fraction
 
-from astro_reasoner.tasks.countdown import verify
+from astro_reasoner.tasks.countdown import step_arithmetic, verify
 
-STEP = re.compile(r"^(-?\d+) ([+\-*/]) (-?\d+) = (-?\d+)\. Left:", re.M)
 STATED = re.compile(r"The answer is (.+?)\.\s*$", re.M)
 
 
 def false_steps(text: str) -> tuple[int, int]:
-    """(steps, false steps) among the text's ``a op b = c. Left:`` lines."""
-    n = bad = 0
-    for a, op, b, c in STEP.findall(text):
-        x, y = Fraction(a), Fraction(b)
-        value = {"+": x + y, "-": x - y, "*": x * y}.get(op, x / y if y else None)
-        n, bad = n + 1, bad + (value != Fraction(c))
-    return n, bad
+    """(steps, false steps) among the text's ``a op b = c. Left:`` lines (the task's own step reader)."""
+    truths = step_arithmetic(text)
+    return len(truths), truths.count(False)
 
 
 def stated_verdicts(row: dict) -> list[str]:

@@ -277,6 +277,20 @@ _STEP = re.compile(r"^[ \t]*(\d{1,12}) ([-+*/]) (\d{1,12}) = (-?\d{1,12})\. Left
 _CHECK = re.compile(r"^[ \t]*Check: ([^\n]{1,%d}?)\.\s*The answer is" % MAX_EXPR_CHARS, re.M)
 
 
+def step_arithmetic(text: str) -> list[bool]:
+    """Whether each operation step's arithmetic holds ("7 * 6 = 35" does not), in order. Unlike
+    :func:`check_steps` the numbers left are not followed: an ASTRO trace restarts from an earlier point after
+    each backtrack. A step the task's rules forbid (÷0, a non-integer result) counts as false. For audits of
+    texts (scripts/countdown_audit.py)."""
+    out = []
+    for m in _STEP.finditer(text):
+        try:
+            out.append(evaluate((m.group(2), int(m.group(1)), int(m.group(3)))) == int(m.group(4)))
+        except RuleError:
+            out.append(False)
+    return out
+
+
 def check_steps(text: str, numbers: tuple[int, ...]) -> str | None:
     """The first false statement among the text's operation steps, or None when every one holds.
 
