@@ -14,6 +14,7 @@ from astro_reasoner.cli import main
 from astro_reasoner.clone import CloneConfig, run_clone
 from astro_reasoner.config import ConfigError
 from astro_reasoner.io import DataError, read_jsonl
+from astro_reasoner.types import CotRecord, Verdict
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +131,9 @@ def test_rerun_resumes_and_refuses_other_settings(tmp_path, checker):
     first = run_clone(tmp_path / "trees.jsonl", tmp_path / "out", cfg(max_backtracks=1), checker)
     again = run_clone(tmp_path / "trees.jsonl", tmp_path / "out", cfg(max_backtracks=1), checker)
     assert first == again and len(list(read_jsonl(tmp_path / "out" / "cots.jsonl"))) == first["traces"] == 4
+    for line in read_jsonl(tmp_path / "out" / "cots.jsonl"):  # typed records: they read back to the same JSON
+        rec = CotRecord.from_json(line)
+        assert rec.verdict is Verdict.CORRECT and rec.kept and rec.to_json() == line
     with pytest.raises(ConfigError, match="other settings \\(max_backtracks: 1 -> 2;"):
         run_clone(tmp_path / "trees.jsonl", tmp_path / "out", cfg(max_backtracks=2), checker)
     stats = run_clone(tmp_path / "trees.jsonl", tmp_path / "out", cfg(max_backtracks=2), checker, overwrite=True)

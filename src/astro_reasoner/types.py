@@ -1,7 +1,8 @@
 """The records that flow between stages.
 
-Every record is a frozen dataclass that converts to and from plain JSON (``to_json`` / ``from_json``), so
-stage boundaries are JSONL files, never pickles. Every record carries its problem id.
+Every record is a dataclass (frozen, except the CoT record that a clone run fills in step by step) that
+converts to and from plain JSON (``to_json`` / ``from_json``), so stage boundaries are JSONL files, never
+pickles. Every record carries its problem id.
 """
 
 from __future__ import annotations
@@ -209,3 +210,42 @@ class Trace:
     def from_json(cls, d: dict[str, Any]) -> "Trace":
         return cls(problem_id=str(d["problem_id"]), moves=tuple(Move.from_json(m) for m in d["moves"]),
                    meta=dict(d.get("meta") or {}))
+
+
+@dataclass
+class CotRecord:
+    """One rendered trace of a clone run: a line of ``cots.jsonl`` (ASTRO §2.3). ``template`` is the CoT as
+    rendered from the tree, ``cot`` what is trained on (the template, or its LM rewrite when accepted);
+    ``final_answer``/``verdict`` are the re-check of ``cot`` (every exported CoT must be CORRECT), ``length`` its
+    size in the run's length unit; ``kept`` False with ``drop`` the reason ("recheck", "too_long")."""
+
+    key: str  # "<problem_id>#<trace_index>": the resume key
+    problem_id: str
+    trace_index: int
+    mode: str  # "astro" | "direct"
+    n_backtracks: int
+    template: str
+    roundtrip: bool  # the template reads back to the trace's moves (render.Signature)
+    cot: str
+    rewritten: bool = False
+    rewrite_reason: str | None = None
+    votes: list[str] = field(default_factory=list)  # self-evaluation votes of its correct terminal
+    kept: bool = True
+    drop: str | None = None
+    final_answer: str | None = None
+    verdict: Verdict | None = None
+    length: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["verdict"] = self.verdict.value if self.verdict is not None else None
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "CotRecord":
+        names = {f.name for f in dataclasses.fields(cls)}
+        rec = cls(**{k: v for k, v in d.items() if k in names})
+        rec.verdict = Verdict(d["verdict"]) if d.get("verdict") is not None else None
+        rec.votes = list(rec.votes or [])
+        return rec
+

@@ -23,7 +23,7 @@ from ..outdir import claim_out_dir
 from ..prompts import PromptBuilder, PromptConfig
 from ..sampling import CheckedSample, sample_and_check
 from ..tasks import problem_from_tree
-from ..types import GenParams
+from ..types import CotRecord, GenParams
 from . import export
 from .config import BestOfNConfig
 from .run import read_trees
@@ -109,8 +109,10 @@ def run_best_of_n(trees_path: str | Path, out_dir: str | Path, cfg: BestOfNConfi
 def _export(out: Path, trees, recs, info, no_budget: int, cfg: BestOfNConfig) -> dict[str, Any]:
     by_id = {t.problem_id: t for t in trees}
     recs = [r for r in recs if r["problem_id"] in by_id]
-    sft = [export.sft_row(problem_from_tree(by_id[r["problem_id"]]), r["text"],
-                          {"problem_id": r["problem_id"], "mode": "best-of-n", "n_backtracks": 0, "trace_index": 0})
+    sft = [export.sft_row(problem_from_tree(by_id[r["problem_id"]]),
+                          CotRecord(key=f"{r['problem_id']}#0", problem_id=r["problem_id"], trace_index=0,
+                                    mode="best-of-n", n_backtracks=0, template=r["text"], roundtrip=True,
+                                    cot=r["text"]))
            for r in recs if r["found"]]
     rl = [export.rl_row(t.problem_id, problem_from_tree(t), t.answer, False) for t in trees]
     n = len(recs)

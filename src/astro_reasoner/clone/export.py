@@ -24,7 +24,7 @@ import yaml
 
 from ..io import DataError, jsonl_lines, write_files_atomic
 from ..prompts import PromptConfig, problem_messages
-from ..types import Problem
+from ..types import CotRecord, Problem
 
 TRAIN_PROMPT = PromptConfig(few_shot=0)
 
@@ -33,11 +33,12 @@ def training_messages(problem: str | Problem) -> list[dict[str, str]]:
     return problem_messages(problem, TRAIN_PROMPT)  # a Problem gets its task's prompt
 
 
-def sft_row(problem: str | Problem, cot: str, rec: dict[str, Any]) -> dict[str, Any]:
-    return {"problem_id": rec["problem_id"], "prompt": training_messages(problem),
-            "completion": [{"role": "assistant", "content": cot}], "mode": rec["mode"],
-            "n_backtracks": int(rec["n_backtracks"]), "trace_index": int(rec["trace_index"]),
-            "rewritten": bool(rec.get("rewritten", False)), "selfeval_votes": list(rec.get("votes") or [])}
+def sft_row(problem: str | Problem, rec: CotRecord) -> dict[str, Any]:
+    """The TRL conversational prompt-completion row of one kept CoT."""
+    return {"problem_id": rec.problem_id, "prompt": training_messages(problem),
+            "completion": [{"role": "assistant", "content": rec.cot}], "mode": rec.mode,
+            "n_backtracks": int(rec.n_backtracks), "trace_index": int(rec.trace_index),
+            "rewritten": bool(rec.rewritten), "selfeval_votes": list(rec.votes)}
 
 
 def rl_row(problem_id: str, problem: str | Problem, answer: str, solved: bool) -> dict[str, Any]:

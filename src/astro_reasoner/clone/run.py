@@ -24,7 +24,7 @@ from ..config import ConfigError
 from ..io import DirLock, append_jsonl, done_ids, read_jsonl, write_json, write_jsonl
 from ..outdir import claim_out_dir
 from ..tasks import gold_of, problem_from_tree
-from ..types import SearchTree, Verdict
+from ..types import CotRecord, SearchTree, Verdict
 from . import export
 from .config import NOT_FINGERPRINTED, CloneConfig
 from .linearize import LinearizeStats, linearize_tree, validate_tree
@@ -182,34 +182,33 @@ def _process(traces, tree_of, cots_path: Path, cfg: CloneConfig, checker: Answer
 
 
 def _process_batch(batch, tree_of, cfg, checker, policy, phrases, patterns, count) -> list[dict]:
-    recs = []
+    recs: list[CotRecord] = []
     for tr in batch:
         tree = tree_of[tr.problem_id]
         reflect = cfg.mode == "astro"
         cot = render_trace(tr, tree, phrases, use_phrases=cfg.phrases, reflect=reflect, seed=cfg.seed,
                            patterns=patterns, q_threshold=cfg.q_threshold, q_min_visits=cfg.q_min_visits)
         sig = trace_signature(tr, tree, reflect=reflect, use_phrases=cfg.phrases)
-        recs.append({"key": _key(tr), "problem_id": tr.problem_id, "trace_index": tr.meta.get("trace_index", 0),
-                     "mode": cfg.mode, "n_backtracks": tr.meta.get("n_backtracks", 0), "template": cot,
-                     "roundtrip": sig.matches(cot, patterns), "cot": cot, "rewritten": False,
-                     "rewrite_reason": None, "votes": tr.meta.get("votes", []), "kept": True, "drop": None})
-    items = [{"problem": tree_of[r["problem_id"]].problem, "answer": gold_of(tree_of[r["problem_id"]]),
-              "cot": r["cot"], "n_backtracks": r["n_backtracks"], "key": r["key"]} for r in recs]
+        recs.append(CotRecord(key=_key(tr), problem_id=tr.problem_id, trace_index=tr.meta.get("trace_index", 0),
+                              mode=cfg.mode, n_backtracks=tr.meta.get("n_backtracks", 0), template=cot,
+                              roundtrip=sig.matches(cot, patterns), cot=cot, votes=list(tr.meta.get("votes", []))))
+    items = [{"problem": tree_of[r.problem_id].problem, "answer": gold_of(tree_of[r.problem_id]),
+              "cot": r.cot, "n_backtracks": r.n_backtracks, "key": r.key} for r in recs]
     if cfg.rewrite:
         for r, it, res in zip(recs, items, rewrite_batch(policy, checker, items, temperature=cfg.rewrite_temperature,
                                                          max_tokens=cfg.rewrite_max_tokens, seed=cfg.seed,
                                                          patterns=patterns)):
-            r["cot"] = it["cot"] = res.text
-            r["rewritten"], r["rewrite_reason"] = res.accepted, res.reason
-    checks = checker.check_batch([(gold_of(tree_of[r["problem_id"]]), r["cot"]) for r in recs])
+            r.cot = it["cot"] = res.text
+            r.rewritten, r.rewrite_reason = res.accepted, res.reason
+    checks = checker.check_batch([(gold_of(tree_of[r.problem_id]), r.cot) for r in recs])
     for r, chk in zip(recs, checks):
-        r["final_answer"], r["verdict"] = chk.answer, chk.verdict.value
-        r["length"] = count(r["cot"])
-        if r["kept"] and chk.verdict is not Verdict.CORRECT:  # every exported CoT must re-check CORRECT
-            r["kept"], r["drop"] = False, "recheck"
-        elif r["kept"] and cfg.max_tokens is not None and r["length"] > cfg.max_tokens:
-            r["kept"], r["drop"] = False, "too_long"
-    return recs
+        r.final_answer, r.verdict = chk.answer, chk.verdict
+        r.length = count(r.cot)
+        if r.kept and chk.verdict is not Verdict.CORRECT:  # every exported CoT must re-check CORRECT
+            r.kept, r.drop = False, "recheck"
+        elif r.kept and cfg.max_tokens is not None and r.length > cfg.max_tokens:
+            r.kept, r.drop = False, "too_long"
+    return [r.to_json() for r in recs]
 
 
 def _mix(sft: list[dict], trees: int) -> dict[str, Any]:
@@ -228,27 +227,26 @@ def _export(out: Path, cfg: CloneConfig, trees, traces, tree_of, info, lin: Line
             unit: str, votes: dict[str, dict[str, list[str]]]) -> dict[str, Any]:
     keys = {_key(t) for t in traces}
     cots = out / "cots.jsonl"
-    recs = {r["key"]: r for r in (read_jsonl(cots) if cots.exists() else []) if r["key"] in keys}
-    kept = [recs[_key(t)] for t in traces if _key(t) in recs and recs[_key(t)]["kept"]]
-    sft = [export.sft_row(problem_from_tree(tree_of[r["problem_id"]]), r["cot"], r) for r in kept]
+    recs = {r.key: r for r in map(CotRecord.from_json, read_jsonl(cots) if cots.exists() else []) if r.key in keys}
+    kept = [recs[_key(t)] for t in traces if _key(t) in recs and recs[_key(t)].kept]
+    sft = [export.sft_row(problem_from_tree(tree_of[r.problem_id]), r) for r in kept]
     solved = {t.problem_id for t in traces}
     rl = [export.rl_row(t.problem_id, problem_from_tree(t), t.answer, t.problem_id in solved) for t in trees]
     all_recs = list(recs.values())
-    rewritten = [r for r in all_recs if r["rewrite_reason"] is not None]
+    rewritten = [r for r in all_recs if r.rewrite_reason is not None]
     judged = [v for tv in votes.values() for v in tv.values()]
     stats: dict[str, Any] = {
         "trees": len(trees) + info["malformed"] + info["duplicate_ids"], "valid_trees": len(trees),
         "malformed": info["malformed"], "duplicate_ids": info["duplicate_ids"],
         "no_correct": lin.no_correct, "no_approved": lin.no_approved, "no_wrong": lin.no_wrong, "short": lin.short,
         "duplicates": lin.duplicates, "traces": len(traces),
-        "roundtrip_ok": sum(r["roundtrip"] for r in all_recs),
-        "rewrite_attempted": len(rewritten), "rewrite_accepted": sum(r["rewritten"] for r in rewritten),
-        "rewrite_reasons": dict(Counter(r["rewrite_reason"].split(" (")[0] for r in rewritten
-                                        if not r["rewritten"])),
+        "roundtrip_ok": sum(r.roundtrip for r in all_recs),
+        "rewrite_attempted": len(rewritten), "rewrite_accepted": sum(r.rewritten for r in rewritten),
+        "rewrite_reasons": dict(Counter(r.rewrite_reason.split(" (")[0] for r in rewritten if not r.rewritten)),
         "selfeval_judged": len(judged), "selfeval_kept": sum(v.count("yes") >= cfg.required_votes for v in judged),
         "votes": dict(Counter(x for v in judged for x in v)),
-        "recheck_dropped": sum(r["drop"] == "recheck" for r in all_recs),
-        "too_long": sum(r["drop"] == "too_long" for r in all_recs),
+        "recheck_dropped": sum(r.drop == "recheck" for r in all_recs),
+        "too_long": sum(r.drop == "too_long" for r in all_recs),
         "examples": len(sft), "rl_prompts": len(rl),
         "backtrack_distribution": {str(k): v for k, v in export.backtrack_distribution(sft).items()},
         "mix": _mix(sft, len(trees)),
@@ -256,7 +254,7 @@ def _export(out: Path, cfg: CloneConfig, trees, traces, tree_of, info, lin: Line
     }
     stats["roundtrip_rate"] = round(stats["roundtrip_ok"] / len(all_recs), 4) if all_recs else None
     stats["messages"] = _messages(stats, info)
-    lengths = [r["length"] for r in kept]
+    lengths = [r.length for r in kept]
     stats["lengths"] = export._dist(lengths)
     if sft:  # no example: no empty dataset files for a later stage to train on (the CLI exits 1)
         export.write_outputs(out, sft, rl, export.dataset_card(stats, lengths, unit, dataclasses.asdict(cfg)))
