@@ -23,7 +23,7 @@ TIMING = ("seconds", "wall", "finished", "started")  # fields that hold clock re
 
 def child(argv: list[str]) -> int:
     """``search OUT N DELAY`` | ``eval OUT N DELAY`` | ``clone TREES OUT``; errors as the CLI prints them."""
-    from astro_reasoner.errors import format_error
+    from astro_reasoner.cli import report_error
 
     try:
         stage, out = argv[0], argv[1]
@@ -54,11 +54,7 @@ def child(argv: list[str]) -> int:
         else:
             raise SystemExit(f"unknown stage {stage}")
     except Exception as exc:  # noqa: BLE001 - the CLI's own handling (astro_reasoner.cli.main)
-        msg = format_error(exc)
-        if msg is None:
-            raise
-        print(f"error: {msg}", file=sys.stderr)
-        return 1
+        return report_error(exc, [stage])
     return 0
 
 
@@ -80,7 +76,8 @@ def env() -> dict[str, str]:
     import astro_reasoner
 
     src = str(Path(astro_reasoner.__file__).resolve().parents[1])
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), src]), "OMP_NUM_THREADS": "1"}
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), src]), "OMP_NUM_THREADS": "1",
+            "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
 def cmd(*args) -> list[str]:
@@ -113,25 +110,36 @@ def kill_trials(cmd: list[str], watched: Path, key, rng: random.Random, *, max_w
     no key twice, and every complete line that was there before the kill still there, byte for byte."""
     for _ in range(TRIALS):
         before = lines(watched)
-        proc = subprocess.Popen(cmd, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         # A random moment in the run: after a random number of new records (0-3), plus a random delay,
         # so that kills land in start-up, between records and in the middle of one, whatever the load.
         target = min(len(before) + rng.randint(0, 3), cap)  # never the last records: the run is still going
-        t_end = time.time() + max_wait
-        while len(lines(watched)) < target and proc.poll() is None and time.time() < t_end:
-            time.sleep(0.005)
-        time.sleep(rng.uniform(0.0, 0.3))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            report["kills"] += 1
-        proc.wait()
-        assert proc.returncode in (0, -signal.SIGKILL), proc.stderr.read().decode()
-        proc.stderr.close()
+        killed, code, err = kill_when(cmd, lambda t=target: len(lines(watched)) >= t, rng, max_wait=max_wait,
+                                      poll=0.005, max_delay=0.3)
+        report["kills"] += killed
+        assert code in (0, -signal.SIGKILL), err
         after = lines(watched)
         assert after[:len(before)] == before, "a record that was on disk before the kill changed or went"
         keys = [key(json.loads(line)) for line in after]
         report["duplicated"] += len(keys) - len(set(keys))
         report["partial"].append(len(after))
+
+
+def kill_when(cmd: list[str], reached, rng: random.Random, *, max_wait: float, poll: float,
+              max_delay: float) -> tuple[bool, int, str]:
+    """Start ``cmd``; once ``reached()`` (or the process ended, or ``max_wait`` s passed) wait a random
+    0-``max_delay`` s more and SIGKILL it if still running. (killed?, exit code, stderr)."""
+    proc = subprocess.Popen(cmd, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    t_end = time.time() + max_wait
+    while not reached() and proc.poll() is None and time.time() < t_end:
+        time.sleep(poll)
+    time.sleep(rng.uniform(0.0, max_delay))
+    killed = proc.poll() is None
+    if killed:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    return killed, proc.returncode, err[-3000:]
 
 
 def finish(cmd: list[str]) -> None:

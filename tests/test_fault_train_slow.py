@@ -12,15 +12,15 @@ Slow tier: each kill restarts a Python that imports torch and TRL (~10 s on a bu
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from fault_helpers import env, kill_when
 
 TESTS = Path(__file__).resolve().parent
 TRIALS = 5
@@ -57,14 +57,6 @@ def child(argv: list[str]) -> int:
     return 0
 
 
-def _env() -> dict[str, str]:
-    import astro_reasoner
-
-    src = str(Path(astro_reasoner.__file__).resolve().parents[1])
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), src]), "OMP_NUM_THREADS": "1",
-            "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-
-
 def _checkpoints(out: Path) -> int:
     """The latest checkpoint's step (old ones are deleted, so their count says nothing)."""
     steps = [int(p.name.rsplit("-", 1)[1]) for p in out.glob("checkpoint-*")] if out.exists() else []
@@ -77,24 +69,16 @@ def _kill_trials(cmd: list[str], progress, rng: random.Random, cap: int) -> dict
     report = {"kills": 0, "progress_at_kill": []}
     for _ in range(TRIALS):
         target = min(progress() + rng.randint(0, 1), cap)
-        proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        t_end = time.time() + 300
-        while progress() < target and proc.poll() is None and time.time() < t_end:
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.0, 0.5))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            report["kills"] += 1
-        proc.wait()
-        err = proc.stderr.read().decode()
-        proc.stderr.close()
-        assert proc.returncode in (0, -signal.SIGKILL), err[-3000:]
+        killed, code, err = kill_when(cmd, lambda t=target: progress() >= t, rng, max_wait=300, poll=0.05,
+                                      max_delay=0.5)
+        report["kills"] += killed
+        assert code in (0, -signal.SIGKILL), err
         report["progress_at_kill"].append(progress())
     return report
 
 
 def _run(cmd: list[str]) -> None:
-    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=900)
+    done = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
 
 

@@ -68,9 +68,6 @@ def main(argv: list[str] | None = None) -> int:
     Usage errors are reported by typer itself; our own known errors (bad config, bad data, backend
     failures) become one ``error: ...`` line instead of a traceback.
     """
-    from .errors import format_error
-    from .extras import missing_extra_of
-
     args = list(argv if argv is not None else sys.argv[1:])
     try:
         app(args=args, prog_name="astro")
@@ -81,16 +78,25 @@ def main(argv: list[str] | None = None) -> int:
         print("Interrupted; re-run the same command to resume.", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001
-        missing = missing_extra_of(exc)  # an optional extra not installed: one line naming it, exit 2
-        if missing is not None:
-            print(f"error: {missing.line(command_name(args))}", file=sys.stderr)
-            return 2
-        msg = format_error(exc)
-        if msg is None:
-            raise
-        print(f"error: {msg}", file=sys.stderr)
-        return 1
+        return report_error(exc, args)
     return 0
+
+
+def report_error(exc: Exception, args: list[str]) -> int:
+    """One ``error: ...`` line on stderr for a known error, and its exit code (2: an optional extra is not
+    installed, 1: our own errors); anything else is re-raised, since its traceback is what a bug report needs."""
+    from .errors import format_error
+    from .extras import missing_extra_of
+
+    missing = missing_extra_of(exc)
+    if missing is not None:
+        print(f"error: {missing.line(command_name(args))}", file=sys.stderr)
+        return 2
+    msg = format_error(exc)
+    if msg is None:
+        raise exc
+    print(f"error: {msg}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":
