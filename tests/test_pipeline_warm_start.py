@@ -49,6 +49,8 @@ def test_warm_start_is_upstream_of_search_both_arms_and_the_base_row(tmp_path, t
     ({**WARM, "epochs": 2}, "unknown key"),
     ({"data": {"synth": {"steps": 2, "n": 4}}}, "only .*countdown"),
     ({**WARM, "per_problem": 0}, "per_problem"),
+    ({**WARM, "replay": -1}, "replay=-1"),
+    ({**WARM, "replay": True}, "replay=True"),
     ({**WARM, "select": {"n": 2}}, "select: a mapping with data"),
     ({**WARM, "select": {"data": {"synth": {**PUZZLES, "split": "test", "n": 4}}}}, "leak it"),
     ({**WARM, "select": {"data": {"synth": {**PUZZLES, "split": "validation", "n": 4}}, "k": 2}}, "unknown key"),
@@ -56,6 +58,44 @@ def test_warm_start_is_upstream_of_search_both_arms_and_the_base_row(tmp_path, t
 def test_bad_warm_start_sections_fail_before_any_work(tmp_path, tiny_model_dir, bad, match):
     with pytest.raises(ConfigError, match=match):  # at load: configs validate on construction
         load_pipeline_config(_countdown_config(tmp_path, tiny_model_dir, warm_start=bad))
+
+
+def test_replay_mixes_the_same_warm_start_rows_into_both_arms(tmp_path, tiny_model_dir):
+    from astro_reasoner.io import read_jsonl, write_jsonl
+    from astro_reasoner.pipeline.warm_start import replay_mix
+
+    plain = build_graph(load_pipeline_config(_countdown_config(tmp_path, tiny_model_dir, warm_start=WARM)))
+    cfg = load_pipeline_config(_countdown_config(tmp_path, tiny_model_dir, warm_start={**WARM, "replay": 3}))
+    graph = build_graph(cfg)
+    # replay is read by the SFT stages only: the warm start and the search are not redone when it changes
+    assert graph.key("warm-start") == plain.key("warm-start") and graph.key("search") == plain.key("search")
+    assert graph.key("sft-direct") != plain.key("sft-direct")
+
+    def row(pid, text, **extra):
+        return {"problem_id": pid, "prompt": [{"role": "user", "content": pid}],
+                "completion": [{"role": "assistant", "content": text}], **extra}
+    warm = tmp_path / "warm-start"
+    write_jsonl(warm / "sft.jsonl", [row(f"w{i}", f"solution {i}", mode="warmstart") for i in range(12)])
+    mixed = {}
+    for mode, n in (("direct", 2), ("astro", 5)):
+        clone = tmp_path / f"clone-{mode}"
+        write_jsonl(clone / "sft.jsonl", [row(f"p{i}", f"{mode} trace {i}", mode=mode, trace_index=i)
+                                          for i in range(n)])
+        (tmp_path / f"sft-{mode}").mkdir()
+        data, replayed = replay_mix(cfg, {"warm-start": warm}, clone / "sft.jsonl", tmp_path / f"sft-{mode}")
+        rows = list(read_jsonl(data))
+        assert replayed == 3 and len(rows) == n + 3 and rows[:n] == list(read_jsonl(clone / "sft.jsonl"))
+        mixed[mode] = rows[n:]
+    assert mixed["direct"] == mixed["astro"]  # the arms differ only in their search traces
+    assert all(r["mode"] == "replay" and r["problem_id"].startswith("w") for r in mixed["direct"])
+    assert len({r["problem_id"] for r in mixed["direct"]}) == 3
+    # without replay the arm's own file is used as it is; more rows than the warm start has is one clear error
+    assert replay_mix(plain_cfg := load_pipeline_config(_countdown_config(tmp_path, tiny_model_dir, warm_start=WARM)),
+                      {"warm-start": warm}, tmp_path / "clone-direct" / "sft.jsonl", tmp_path) == \
+        (tmp_path / "clone-direct" / "sft.jsonl", 0) and plain_cfg.warm_start.get("replay") is None
+    big = load_pipeline_config(_countdown_config(tmp_path, tiny_model_dir, warm_start={**WARM, "replay": 13}))
+    with pytest.raises(ConfigError, match="only 12 rows"):
+        replay_mix(big, {"warm-start": warm}, tmp_path / "clone-direct" / "sft.jsonl", tmp_path)
 
 
 @pytest.mark.e2e

@@ -61,7 +61,9 @@ class PipelineConfig:
     # Keys: ``data`` (a synth spec of a task with a solver, e.g. {synth: {task: countdown, ...}}, or problems whose
     # records carry a worked ``solution``, e.g. {path: gsm8k:train, offset: 0, limit: 1600}; data/specs.py) or
     # ``sft_data`` (an SFT JSONL you wrote), ``per_problem`` (solutions per puzzle), ``sft`` (SFTStageConfig),
-    # ``select`` (optional: evaluate every saved checkpoint on VALIDATION problems and keep the best).
+    # ``select`` (optional: evaluate every saved checkpoint on VALIDATION problems and keep the best),
+    # ``replay`` (optional, default 0: mix this many of the warm start's rows into EACH arm's SFT data, the same
+    # rows for both arms: a rehearsal so that SFT on the search's few paths does not undo the warm start).
     warm_start: dict[str, Any] | None = None
     # How the training stages (sft-*, rl-*, the warm start's SFT) run (pipeline/launch.py): {kind: inprocess}
     # (default) or {kind: accelerate, num_processes: N, config_file: configs/accelerate/....yaml, extra_args: []}.
@@ -104,9 +106,14 @@ class PipelineConfig:
         ws = self.warm_start
         if not isinstance(ws, dict):
             raise ConfigError("warm_start: must be a mapping with data (or sft_data), per_problem and sft")
-        unknown = sorted(set(ws) - {"data", "sft_data", "per_problem", "sft", "select"})
+        unknown = sorted(set(ws) - {"data", "sft_data", "per_problem", "sft", "select", "replay"})
         if unknown:
-            raise ConfigError(f"warm_start: unknown key(s) {unknown}; use data or sft_data, per_problem, sft, select")
+            raise ConfigError(f"warm_start: unknown key(s) {unknown}; use data or sft_data, per_problem, sft, select, "
+                              "replay")
+        replay = ws.get("replay", 0)
+        if isinstance(replay, bool) or not isinstance(replay, int) or replay < 0:
+            raise ConfigError(f"warm_start.replay={replay!r}: must be a non-negative integer (warm-start rows mixed "
+                              "into each arm's SFT data; 0 = none)")
         if ("data" in ws) == ("sft_data" in ws):
             raise ConfigError("warm_start: give exactly one of data (problems with direct solutions: countdown "
                               "puzzles {synth: {task: countdown, split: train, n: 640}} or records with a worked "

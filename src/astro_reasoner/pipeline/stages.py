@@ -159,10 +159,12 @@ class _Builder:
         def run(out: Path, inputs: dict[str, Path]) -> dict[str, Any]:
             from ..train import SFTStageConfig
 
-            cfg = self.section_config(SFTStageConfig, "sft", model=self.base_model(inputs),
-                                      data=str(inputs[f"clone-{mode}"] / "sft.jsonl"), out_dir=str(out / "model"),
-                                      seed=self.cfg.seed)
-            return self.train("sft", cfg, out)
+            from .warm_start import replay_mix
+
+            data, replayed = replay_mix(self.cfg, inputs, inputs[f"clone-{mode}"] / "sft.jsonl", out)
+            cfg = self.section_config(SFTStageConfig, "sft", model=self.base_model(inputs), data=str(data),
+                                      out_dir=str(out / "model"), seed=self.cfg.seed)
+            return {**self.train("sft", cfg, out), **({"replayed_rows": replayed} if replayed else {})}
         return run
 
     def filter(self, mode: str):
@@ -331,15 +333,17 @@ def build_graph(cfg: PipelineConfig) -> StageGraph:
     if cfg.warm_start is not None:
         warm = ("warm-start",)
         held_out = {"test": cfg.data.test, "data_dir": cfg.data.data_dir, "eval_limit": cfg.data.eval_limit}
-        stages.append(Stage("warm-start", b.warm_start, (), {**common, "warm_start": cfg.warm_start, **held_out,
-                                                        **launch},
+        # replay is read by the SFT stages, not the warm start: changing it must not redo the warm start
+        ws = {k: v for k, v in cfg.warm_start.items() if k != "replay"}
+        stages.append(Stage("warm-start", b.warm_start, (), {**common, "warm_start": ws, **held_out, **launch},
                             "warm start: SFT on direct solutions (the base model of both arms)"))
     stages.append(Stage("search", b.search, ("data", *warm), {**common, **sec("search")}, "MCTS search (ASTRO §2.1)"))
+    replay = {"replay": cfg.warm_start["replay"]} if (cfg.warm_start or {}).get("replay") else {}  # keys stay
     for mode in cfg.modes:
         stages += [
             Stage(f"clone-{mode}", b.clone(mode), ("search", *warm), {"mode": mode, **common, **sec("clone")},
                   f"procedure cloning, {mode} (ASTRO §2.2-2.3)"),
-            Stage(f"sft-{mode}", b.sft(mode), (f"clone-{mode}", *warm), {**common, **sec("sft"), **launch},
+            Stage(f"sft-{mode}", b.sft(mode), (f"clone-{mode}", *warm), {**common, **sec("sft"), **launch, **replay},
                   f"SFT, {mode} (ASTRO §3.3)"),
             Stage(f"filter-{mode}", b.filter(mode), (f"clone-{mode}", f"sft-{mode}"), {**common, **sec("rl_filter")},
                   f"difficulty filter, {mode} (ASTRO §3.4)"),

@@ -51,6 +51,30 @@ def build_rows(cfg, out: Path) -> tuple[str, dict[str, Any], set[str]]:
     return str(out / "sft.jsonl"), stats, {p.problem.strip() for p in kept if p.id in used}
 
 
+def replay_mix(cfg, inputs: dict[str, Path], data: Path, out: Path) -> tuple[Path, int]:
+    """(the SFT JSONL an arm trains on, the number of warm-start rows mixed in): ``data`` itself without
+    ``warm_start.replay``; else ``data`` plus ``replay`` rows of the warm start's SFT data, drawn with a stable
+    seed so both arms get the same rows (the arms still differ only in their search traces)."""
+    import random
+
+    from ..io import read_jsonl, stable_seed, write_jsonl
+
+    n = int((cfg.warm_start or {}).get("replay", 0))
+    if not n:
+        return data, 0
+    ws = cfg.warm_start
+    source = Path(ws["sft_data"]) if "sft_data" in ws else inputs["warm-start"] / "sft.jsonl"
+    pool = list(read_jsonl(source))
+    if len(pool) < n:
+        raise ConfigError(f"warm_start.replay={n}: the warm start has only {len(pool)} rows ({source}); "
+                          f"use replay <= {len(pool)}")
+    picked = random.Random(stable_seed(cfg.seed, "replay")).sample(pool, n)
+    keys = ("problem_id", "prompt", "completion")  # the arm's rows carry more keys; the trainer reads these
+    rows = [*read_jsonl(data), *({k: r[k] for k in keys} | {"mode": "replay", "n_backtracks": 0} for r in picked)]
+    write_jsonl(out / "sft_mix.jsonl", rows)
+    return out / "sft_mix.jsonl", n
+
+
 def run_warm_start(b, out: Path, inputs: dict[str, Path]) -> dict[str, Any]:
     """The ``warm-start`` stage (``b``: the stage builder, for its training launcher and policies)."""
     from ..train import SFTStageConfig
