@@ -68,6 +68,28 @@ def correlation_command(
                "correlation_length.png")
 
 
+@analyze_app.command("attempts")
+def attempts_command(
+    run_dirs: list[Path] = typer.Argument(..., help="Eval directories (or directories holding several)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the reports to this JSON file."),
+) -> None:
+    """Each output cut at its backtracks into attempts: how often a correct / not-correct first attempt was
+    followed by a backtrack, and first -> last answer transitions (does the check discriminate?)."""
+    from ..checking import Checker
+    from ..io import write_json
+    from .analyze import find_eval_dirs
+    from .attempts import attempts_markdown, eval_dir_attempts
+
+    runs = find_eval_dirs(run_dirs)
+    with Checker() as checker:
+        reports = {str(run): eval_dir_attempts(run, checker) for run in runs}
+    lines = attempts_markdown(reports)
+    typer.echo("\n".join(lines) if lines else f"no backtracks in the outputs of {len(runs)} eval run(s)")
+    if out is not None:
+        write_json(out, reports)
+        typer.echo(f"wrote {out}")
+
+
 @analyze_app.command("training")
 def training_command(
     metrics: Path = typer.Argument(..., help="The RL stage's metrics JSONL."),

@@ -257,6 +257,13 @@ class _Builder:
             if metrics.exists():
                 training_report(metrics, out / f"training-{mode}")
         write_json(out / "analysis.json", result)
+        from ..checking import Checker
+        from ..evaluate.attempts import eval_dir_attempts
+
+        with Checker() as checker:  # each eval's outputs as attempts: does a check discriminate? (attempts.py)
+            attempts = {name: eval_dir_attempts(path, checker) for name, path in sorted(inputs.items())
+                        if name.startswith("eval-") and (path / "samples.jsonl").exists()}
+        write_json(out / "attempts.json", attempts)
         return {"modes": list(result)}
 
     def report(self, out: Path, inputs: dict[str, Path]) -> dict[str, Any]:

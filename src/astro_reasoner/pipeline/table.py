@@ -1,7 +1,7 @@
 """The pipeline's final table, shaped like the paper's (ASTRO Table 1): one row per model variant, pass@1 (95 %
 CI) and maj@k per dataset, mean backtracks and mean length per output; then what issue 16 asks of a
 comparison: ASTRO − Direct paired over problems with a bootstrap CI, backtracks split by correct/wrong,
-accuracy by number of backtracks, Pearson r across RL checkpoints (from the analysis stage), the RL signal
+accuracy by number of backtracks, what a model does after a reflection, Pearson r across RL checkpoints (from the analysis stage), the RL signal
 (share of zero-variance groups), and the compute spent per stage."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..evaluate.attempts import attempts_markdown
 from ..evaluate.compare import BACKTRACK_BINS, accuracy_by_backtracks, paired_difference, rl_signal
 from ..io import read_json, read_jsonl, write_json, write_text_atomic
 from .config import PipelineConfig
@@ -54,6 +55,9 @@ def collect(run_dir: Path, stage_order: list[str] | None = None, seed: int = 0) 
             c = rep.get("correlations", {})
             corr[mode] = {"points": len(rep.get("points", [])), "backtracks": c.get("backtracks", {}).get("pooled"),
                           "tokens": c.get("tokens", {}).get("pooled")}
+    attempts_file = run_dir / "analysis" / "attempts.json"  # what each model does after a reflection
+    by_stage = read_json(attempts_file) if attempts_file.exists() else {}
+    attempts = {label: by_stage[stage] for label, stage in ROWS if stage in by_stage}
     rl = {}
     for mode in ("direct", "astro"):
         done = run_dir / f"rl-{mode}" / DONE
@@ -74,7 +78,8 @@ def collect(run_dir: Path, stage_order: list[str] | None = None, seed: int = 0) 
         compute.append({"stage": name, "seconds": round(float(st.get("seconds", 0.0)), 1),
                         "tokens": int(st.get("tokens", 0) or 0), "prompt_tokens": int(st.get("prompt_tokens", 0) or 0),
                         "trained_tokens": int(st.get("trained_tokens", 0) or 0)})
-    return {"rows": rows, "pairs": pairs, "correlations": corr, "rl_signal": rl, "compute": compute}
+    return {"rows": rows, "pairs": pairs, "correlations": corr, "rl_signal": rl, "compute": compute,
+            "attempts": attempts}
 
 
 def results_markdown(data: dict[str, Any]) -> str:
@@ -137,6 +142,12 @@ def _comparison_lines(data: dict[str, Any]) -> list[str]:
                 g = by.get(b) or {}
                 cells.append(f"{_pct(g.get('accuracy'))} ({g.get('outputs', 0)})")
             lines.append("| " + " | ".join(cells) + " |")
+    attempt_lines = attempts_markdown(data.get("attempts") or {})
+    if attempt_lines:
+        lines += ["", "## After a reflection: does the check tell a right first attempt from a wrong one?", "",
+                  "Each output cut at its backtracks into attempts, each attempt's stated answer verified "
+                  "(evaluate/attempts.py); transitions: first -> last stated answer of outputs that backtracked.",
+                  "", *attempt_lines]
     if data.get("correlations"):
         lines += ["", "## Backtracks vs accuracy across SFT → RL checkpoints (Pearson, ASTRO §4.3)", "",
                   "| arm | evaluated checkpoints | r (backtracks, pass@1) | p | r (tokens, pass@1) |", "|---|---|---|---|---|"]
