@@ -60,7 +60,8 @@ def capture(backend: str, model: str, problems: int, threads: int, overrides: li
             return super().generate(prompts, params)
 
     with Checker(workers=1) as checker, tempfile.TemporaryDirectory() as tmp:
-        run_search(synthesize(steps=2, n=problems, seed=0), Calls(policy), checker, cfg, os.path.join(tmp, "s"))
+        run_search(synthesize(steps=2, n=problems, seed=0), os.path.join(tmp, "s"), cfg, policy=Calls(policy),
+                   checker=checker)
     policy.close()
     return calls
 

@@ -104,7 +104,7 @@ def ceiling(policy, requests, batch_size: int) -> tuple[int, float, int, float]:
 
 def search_arm(problems, rec, checker, cfg, out_dir) -> tuple[int, float, float, dict]:
     t0, c0 = time.perf_counter(), cpu_now(rec)
-    summary = run_search(problems, rec, checker, cfg, out_dir)
+    summary = run_search(problems, out_dir, cfg, policy=rec, checker=checker)
     return (summary["this_run"]["generated_tokens"], time.perf_counter() - t0, cpu_now(rec) - c0,
             summary["this_run"])
 
@@ -208,7 +208,7 @@ def main() -> None:
     with Checker(workers=1) as checker, tempfile.TemporaryDirectory() as tmp:
         rec = Recording(policy)
         t0, c0 = time.perf_counter(), time.process_time()
-        summary = run_search(problems, rec, checker, cfg, os.path.join(tmp, "b"))
+        summary = run_search(problems, os.path.join(tmp, "b"), cfg, policy=rec, checker=checker)
         b_wall, b_cpu = time.perf_counter() - t0, time.process_time() - c0
         b_tok = summary["this_run"]["generated_tokens"]
         res["b_search"] = {"tokens": b_tok, "seconds": round(b_wall, 2), "calls": rec.calls,
@@ -231,7 +231,8 @@ def main() -> None:
         seq = Recording(policy, one_by_one=True)
         seq_cfg = dataclasses.replace(cfg, max_active_trees=1, leaves_per_tree=1, batch_size=1)
         t0, c0 = time.perf_counter(), time.process_time()
-        s_sum = run_search(problems[:args.seq_problems], seq, checker, seq_cfg, os.path.join(tmp, "c"))
+        s_sum = run_search(problems[:args.seq_problems], os.path.join(tmp, "c"), seq_cfg, policy=seq,
+                           checker=checker)
         c_wall, c_cpu = time.perf_counter() - t0, time.process_time() - c0
         c_tok = s_sum["this_run"]["generated_tokens"]
         res["c_sequential"] = {"tokens": c_tok, "seconds": round(c_wall, 2), "calls": seq.calls,

@@ -34,8 +34,8 @@ def child(argv: list[str]) -> int:
             from astro_reasoner.search import run_search
 
             with Checker(workers=1, warmup=False) as checker:
-                run_search(problems(int(argv[2])), ScriptedPolicy(seed=1, delay=float(argv[3])), checker,
-                           search_cfg(), out)
+                run_search(problems(int(argv[2])), out, search_cfg(),
+                           policy=ScriptedPolicy(seed=1, delay=float(argv[3])), checker=checker)
         elif stage == "eval":
             from search_helpers import ScriptedPolicy
 
@@ -43,14 +43,14 @@ def child(argv: list[str]) -> int:
             from astro_reasoner.evaluate import run_eval
 
             with Checker(workers=1, warmup=False) as checker:
-                run_eval(ScriptedPolicy(seed=2, delay=float(argv[3])), eval_cfg(argv[2]), out, checker,
-                         model="scripted", progress=False)
+                run_eval(None, out, eval_cfg(argv[2]), policy=ScriptedPolicy(seed=2, delay=float(argv[3])),
+                         checker=checker, model="scripted", progress=False)
         elif stage == "clone":
             from astro_reasoner.checking import Checker
             from astro_reasoner.clone import CloneConfig, run_clone
 
             with Checker(workers=1, warmup=False) as checker:
-                run_clone(argv[2], out, CloneConfig(max_backtracks=2, search_traces=2, batch_size=1), checker)
+                run_clone(argv[2], out, CloneConfig(max_backtracks=2, search_traces=2, batch_size=1), checker=checker)
         else:
             raise SystemExit(f"unknown stage {stage}")
     except Exception as exc:  # noqa: BLE001 - the CLI's own handling (astro_reasoner.cli.main)

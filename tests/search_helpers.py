@@ -114,7 +114,7 @@ def main(argv: list[str]) -> int:
     out, n, delay = argv[0], int(argv[1]), float(argv[2]) if len(argv) > 2 else 0.0
     cfg = SearchConfig(**RESUME_CFG)
     with Checker(workers=1) as checker:
-        run_search(problems(n), ScriptedPolicy(seed=1, delay=delay), checker, cfg, out)
+        run_search(problems(n), out, cfg, policy=ScriptedPolicy(seed=1, delay=delay), checker=checker)
     return 0
 
 

@@ -41,7 +41,7 @@ def test_rewrite_rejections_fall_back_to_the_template(tmp_path, tiny_policy, che
     trees = write_trees(tmp_path / "trees.jsonl", [known_tree(f"p{i}") for i in range(3)])
     cfg = CloneConfig(max_backtracks=2, direct_traces=0, search_traces=1, rewrite=True, rewrite_max_tokens=24,
                       batch_size=2)
-    stats = run_clone(trees, tmp_path / "out", cfg, checker, policy=tiny_policy)
+    stats = run_clone(trees, tmp_path / "out", cfg, policy=tiny_policy, checker=checker)
     assert stats["rewrite_attempted"] == 3 and stats["rewrite_accepted"] == 0
     assert sum(stats["rewrite_reasons"].values()) == 3
     assert stats["examples"] == 3 and stats["length_unit"] == "tokens"
@@ -54,7 +54,7 @@ def test_rewrite_rejections_fall_back_to_the_template(tmp_path, tiny_policy, che
 def test_selfeval_votes_are_stored_and_filter(tmp_path, tiny_policy, checker):
     trees = write_trees(tmp_path / "trees.jsonl", [known_tree(f"p{i}") for i in range(2)])
     cfg = CloneConfig(max_backtracks=1, selfeval=True, votes=3, selfeval_max_tokens=4)
-    stats = run_clone(trees, tmp_path / "out", cfg, checker, policy=tiny_policy)
+    stats = run_clone(trees, tmp_path / "out", cfg, policy=tiny_policy, checker=checker)
     recs = list(read_jsonl(tmp_path / "out" / "selfeval.jsonl"))  # one vote set per correct terminal
     assert [list(r["votes"]) for r in recs] == [["3"], ["3"]]
     votes = [r["votes"]["3"] for r in recs]
@@ -78,13 +78,13 @@ def test_best_of_n_respects_the_tree_budget(tmp_path, tiny_policy, checker):
     trees.append(build_tree([(0, "So \\boxed{7}.", "7")], gold="7", problem_id="nobudget", stats={}))
     write_trees(tmp_path / "trees.jsonl", trees)
     cfg = BestOfNConfig(model="tiny", max_tokens=8, batch=2, max_samples=64)
-    stats = run_best_of_n(tmp_path / "trees.jsonl", tmp_path / "bon", cfg, checker, tiny_policy)
+    stats = run_best_of_n(tmp_path / "trees.jsonl", tmp_path / "bon", cfg, policy=tiny_policy, checker=checker)
     assert stats["problems"] == 2 and stats["no_budget"] == 1
     recs = list(read_jsonl(tmp_path / "bon" / "bestofn.jsonl"))
     for r in recs:
         assert 0 < r["tokens"] <= r["budget"] == 40 and r["samples"] >= 5  # <= 8 tokens a sample
     assert stats["solved"] == sum(r["found"] for r in recs)  # random text: almost surely 0
-    again = run_best_of_n(tmp_path / "trees.jsonl", tmp_path / "bon", cfg, checker, tiny_policy)
+    again = run_best_of_n(tmp_path / "trees.jsonl", tmp_path / "bon", cfg, policy=tiny_policy, checker=checker)
     assert again["samples"] == stats["samples"]  # resumed: nothing drawn twice
     assert len(list(read_jsonl(tmp_path / "bon" / "bestofn.jsonl"))) == 2
 

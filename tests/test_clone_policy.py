@@ -102,7 +102,7 @@ def test_selfeval_on_correct_terminals_decides_n_star(tmp_path, checker, mode):
     trees = write_trees(tmp_path / "trees.jsonl", [two_correct_tree(f"p{i}") for i in range(12)])
     policy = ScriptedClonePolicy(votes_for)
     cfg = CloneConfig(mode=mode, selfeval=True, batch_size=5)  # N = 8 votes, a majority (5) to pass
-    stats = run_clone(trees, tmp_path / mode, cfg, checker, policy=policy)
+    stats = run_clone(trees, tmp_path / mode, cfg, policy=policy, checker=checker)
     # the LM judged the correct terminals' solution paths, not the long CoT with its wrong attempts
     assert len(policy.judged) == 24 and not any("wait" in s.lower() or "go back" in s.lower() for s in policy.judged)
     assert Counter("5 * 2 = 10" in s for s in policy.judged) == {True: 12, False: 12}
@@ -112,16 +112,16 @@ def test_selfeval_on_correct_terminals_decides_n_star(tmp_path, checker, mode):
     rows = list(read_jsonl(tmp_path / mode / "sft.jsonl"))
     assert all(r["selfeval_votes"] == ["yes"] * 8 for r in rows)
     # a lower threshold lets the other terminal in: n* is then sampled among both
-    low = run_clone(trees, tmp_path / f"{mode}-low", CloneConfig(mode=mode, selfeval=True, min_votes=3), checker,
-                    policy=ScriptedClonePolicy(votes_for))
+    low = run_clone(trees, tmp_path / f"{mode}-low", CloneConfig(mode=mode, selfeval=True, min_votes=3),
+                    policy=ScriptedClonePolicy(votes_for), checker=checker)
     ends = {t["meta"]["correct_node"] for t in read_jsonl(tmp_path / f"{mode}-low" / "traces.jsonl")}
     assert ends == {3, 5} and low["selfeval_kept"] == 24
 
 
 def test_selfeval_rejecting_everything_leaves_no_trace(tmp_path, checker):
     trees = write_trees(tmp_path / "trees.jsonl", [two_correct_tree("p0")])
-    stats = run_clone(trees, tmp_path / "out", CloneConfig(selfeval=True), checker,
-                      policy=ScriptedClonePolicy(lambda s: 0))
+    stats = run_clone(trees, tmp_path / "out", CloneConfig(selfeval=True), policy=ScriptedClonePolicy(lambda s: 0),
+                      checker=checker)
     assert stats["no_approved"] == 1 and stats["traces"] == stats["examples"] == 0
     assert "passed self-evaluation" in "\n".join(stats["messages"])
 
@@ -131,8 +131,8 @@ def test_rewrite_accepts_a_faithful_rewrite_and_rejects_unfaithful_ones(tmp_path
              two_correct_tree("a", "How many? [answer]")]
     write_trees(tmp_path / "trees.jsonl", trees)
     cfg = CloneConfig(rewrite=True, direct_traces=0, search_traces=1, max_backtracks=2)
-    stats = run_clone(tmp_path / "trees.jsonl", tmp_path / "out", cfg, checker,
-                      policy=ScriptedClonePolicy(votes_for))
+    stats = run_clone(tmp_path / "trees.jsonl", tmp_path / "out", cfg, policy=ScriptedClonePolicy(votes_for),
+                      checker=checker)
     cots = {c["problem_id"]: c for c in read_jsonl(tmp_path / "out" / "cots.jsonl")}
     f = cots["f"]
     assert f["rewritten"] and f["rewrite_reason"] == "accepted" and f["cot"] == faithful(f["template"]) != f["template"]

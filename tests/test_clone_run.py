@@ -38,7 +38,7 @@ def cfg(**kw) -> CloneConfig:
 def test_run_clone_writes_trl_ready_data(tmp_path, checker):
     trees = [random_tree(random.Random(i), problem_id=f"p{i}") for i in range(12)]
     write_trees(tmp_path / "search" / "trees.jsonl", trees)
-    stats = run_clone(tmp_path / "search", tmp_path / "out", cfg(max_backtracks="1:0.5,2:0.5"), checker)
+    stats = run_clone(tmp_path / "search", tmp_path / "out", cfg(max_backtracks="1:0.5,2:0.5"), checker=checker)
     assert stats["examples"] == stats["traces"] > 12 and stats["roundtrip_rate"] == 1.0
     mix = stats["mix"]  # ASTRO §3.3: per problem one k = 0 and up to three k >= 1 solutions
     assert mix["k0"] == mix["problems"] == 12 and mix["k0_per_problem"] == 1.0
@@ -67,7 +67,7 @@ def test_train_loaders_accept_the_export(tmp_path, checker):
     from astro_reasoner.train.sft import load_sft_rows
 
     write_trees(tmp_path / "t" / "trees.jsonl", [known_tree()])
-    run_clone(tmp_path / "t", tmp_path / "out", cfg(), checker)
+    run_clone(tmp_path / "t", tmp_path / "out", cfg(), checker=checker)
     assert load_sft_rows(tmp_path / "out" / "sft.jsonl")[0]["completion"][0]["role"] == "assistant"
     assert load_rl_rows(tmp_path / "out" / "rl.jsonl")[0]["answer"] == "10"
 
@@ -81,7 +81,7 @@ def test_unusable_trees_are_counted_not_fatal(tmp_path, checker):
     path = tmp_path / "trees.jsonl"
     write_trees(path, [good, no_correct, no_wrong], [json.dumps(broken.to_json()), '{"torn": '])
     path.write_text(path.read_text().rstrip("\n"))  # a torn last line, as a killed search leaves
-    stats = run_clone(path, tmp_path / "out", cfg(), checker)
+    stats = run_clone(path, tmp_path / "out", cfg(), checker=checker)
     assert (stats["valid_trees"], stats["malformed"], stats["duplicate_ids"]) == (3, 1, 0)
     # good: 1 direct + 3 search traces; nowrong: its direct trace only
     assert (stats["no_correct"], stats["no_wrong"], stats["examples"]) == (1, 1, 5)
@@ -103,17 +103,17 @@ def test_a_bad_line_in_the_middle_is_one_error_naming_file_and_line(tmp_path, ch
     path.write_text("\n".join([json.dumps(good.to_json()), bad or json.dumps(good.to_json()),
                                json.dumps(known_tree("other").to_json())]) + "\n")
     with pytest.raises(DataError, match=message):
-        run_clone(path, tmp_path / "out", cfg(), checker)
+        run_clone(path, tmp_path / "out", cfg(), checker=checker)
 
 
 def test_empty_and_missing_trees(tmp_path, checker):
     (tmp_path / "e").mkdir()
     (tmp_path / "e" / "trees.jsonl").write_text("")
-    stats = run_clone(tmp_path / "e", tmp_path / "out", cfg(), checker)
+    stats = run_clone(tmp_path / "e", tmp_path / "out", cfg(), checker=checker)
     assert stats["examples"] == 0 and "empty" in stats["messages"][0]
     assert not (tmp_path / "out" / "sft.jsonl").exists()  # no empty dataset file when nothing is exported
     with pytest.raises(DataError, match="no trees.jsonl"):
-        run_clone(tmp_path / "nowhere", tmp_path / "out2", cfg(), checker)
+        run_clone(tmp_path / "nowhere", tmp_path / "out2", cfg(), checker=checker)
 
 
 def test_recheck_drops_a_cot_whose_answer_is_not_correct(tmp_path, checker):
@@ -121,22 +121,23 @@ def test_recheck_drops_a_cot_whose_answer_is_not_correct(tmp_path, checker):
     tree = build_tree([(0, "So \\boxed{ten}.", "10")], gold="10")
     tree.nodes[1].step, tree.nodes[1].answer = "So \\boxed{ten}.", "ten"
     write_trees(tmp_path / "trees.jsonl", [tree])
-    stats = run_clone(tmp_path / "trees.jsonl", tmp_path / "out", cfg(), checker)
+    stats = run_clone(tmp_path / "trees.jsonl", tmp_path / "out", cfg(), checker=checker)
     assert stats["recheck_dropped"] == 1 and stats["examples"] == 0
     assert "did not re-check CORRECT" in "\n".join(stats["messages"])
 
 
 def test_rerun_resumes_and_refuses_other_settings(tmp_path, checker):
     write_trees(tmp_path / "trees.jsonl", [known_tree()])
-    first = run_clone(tmp_path / "trees.jsonl", tmp_path / "out", cfg(max_backtracks=1), checker)
-    again = run_clone(tmp_path / "trees.jsonl", tmp_path / "out", cfg(max_backtracks=1), checker)
+    first = run_clone(tmp_path / "trees.jsonl", tmp_path / "out", cfg(max_backtracks=1), checker=checker)
+    again = run_clone(tmp_path / "trees.jsonl", tmp_path / "out", cfg(max_backtracks=1), checker=checker)
     assert first == again and len(list(read_jsonl(tmp_path / "out" / "cots.jsonl"))) == first["traces"] == 4
     for line in read_jsonl(tmp_path / "out" / "cots.jsonl"):  # typed records: they read back to the same JSON
         rec = CotRecord.from_json(line)
         assert rec.verdict is Verdict.CORRECT and rec.kept and rec.to_json() == line
     with pytest.raises(ConfigError, match="other settings \\(max_backtracks: 1 -> 2;"):
-        run_clone(tmp_path / "trees.jsonl", tmp_path / "out", cfg(max_backtracks=2), checker)
-    stats = run_clone(tmp_path / "trees.jsonl", tmp_path / "out", cfg(max_backtracks=2), checker, overwrite=True)
+        run_clone(tmp_path / "trees.jsonl", tmp_path / "out", cfg(max_backtracks=2), checker=checker)
+    stats = run_clone(tmp_path / "trees.jsonl", tmp_path / "out", cfg(max_backtracks=2), checker=checker,
+                      overwrite=True)
     assert stats["backtrack_distribution"] == {"0": 1, "2": 3}
 
 
@@ -167,6 +168,6 @@ def test_push_to_hub_fails_with_a_clear_message_offline(tmp_path, checker, monke
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     write_trees(tmp_path / "trees.jsonl", [known_tree()])
-    run_clone(tmp_path / "trees.jsonl", tmp_path / "out", cfg(), checker)
+    run_clone(tmp_path / "trees.jsonl", tmp_path / "out", cfg(), checker=checker)
     with pytest.raises(DataError, match="push to the Hub .*failed.*files are intact"):
         push_to_hub(tmp_path / "out", "someone/astro-data")

@@ -30,9 +30,9 @@ def test_clone_trees_from_a_real_smollm2_search(tmp_path):
     policy = make_backend("hf", "smollm2-135m", batch_size=scfg.batch_size)
     try:
         with Checker(workers=1) as checker:
-            run_search(problems, policy, checker, scfg, tmp_path / "search")
+            run_search(problems, tmp_path / "search", scfg, policy=policy, checker=checker)
             cfg = CloneConfig(max_backtracks={1: 0.5, 2: 0.5})
-            stats = run_clone(tmp_path / "search", tmp_path / "clone", cfg, checker)
+            stats = run_clone(tmp_path / "search", tmp_path / "clone", cfg, checker=checker)
             if stats["traces"] == 0:
                 pytest.skip(f"SmolLM2 found no correct terminal in {len(problems)} trees: {stats['messages']}")
             rows = list(read_jsonl(tmp_path / "clone" / "sft.jsonl"))

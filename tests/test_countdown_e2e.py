@@ -54,10 +54,11 @@ def countdown_tuned_tiny(tiny_model_dir, countdown_problems, tmp_path_factory) -
                  p.meta["numbers"], p.meta["target"], random.Random(j))}]}
             for p in countdown_problems for j in range(4)]
     write_jsonl(tmp / "sft.jsonl", rows)
-    return Path(run_sft(SFTStageConfig(
+    cfg = SFTStageConfig(
         model=str(tiny_model_dir), data=str(tmp / "sft.jsonl"), out_dir=str(tmp / "m"), max_steps=70,
         learning_rate=1e-2, per_device_train_batch_size=4, lr_scheduler_type="constant", logging_steps=35,
-        save_steps=1000, report_to="none", max_length=384, threads=1)))
+        save_steps=1000, report_to="none", max_length=384, threads=1)
+    return Path(run_sft(cfg.data, cfg.out_dir, cfg)["checkpoint"])
 
 
 def test_countdown_search_clone_eval(countdown_tuned_tiny, countdown_problems, tmp_path):
@@ -82,10 +83,10 @@ def test_countdown_search_clone_eval(countdown_tuned_tiny, countdown_problems, t
     policy = Recording(backend)
     try:
         with Checker(workers=1, warmup=False) as checker:
-            run_search(problems, policy, checker,
+            run_search(problems, tmp_path / "search",
                        SearchConfig(iterations=8, k=3, rollouts=1, max_depth=6, max_step_tokens=64,
                                     max_rollout_tokens=160, few_shot=0, temperature=0.7, early_stop_correct=1,
-                                    early_stop_wrong=1), tmp_path / "search")
+                                    early_stop_wrong=1), policy=policy, checker=checker)
             trees = list(read_jsonl(tmp_path / "search" / "trees.jsonl"))
             assert policy.prompts and all("Numbers: " in x and "(see numbers)" not in x for x in policy.prompts)
             policy.prompts.clear()
@@ -99,7 +100,7 @@ def test_countdown_search_clone_eval(countdown_tuned_tiny, countdown_problems, t
             assert correct and any(n["verdict"] == "wrong" for _, n in terminals)
             assert all(any(op in n["answer"] for op in "+-*/") for n in correct)  # never the bare target
 
-            stats = run_clone(tmp_path / "search", tmp_path / "clone", CloneConfig(max_backtracks=1), checker)
+            stats = run_clone(tmp_path / "search", tmp_path / "clone", CloneConfig(max_backtracks=1), checker=checker)
             assert stats["examples"] >= 1 and stats["recheck_dropped"] == 0
             assert stats["roundtrip_ok"] == stats["traces"]  # the behaviour counter reads countdown CoTs back
             sft = list(read_jsonl(tmp_path / "clone" / "sft.jsonl"))
@@ -110,8 +111,9 @@ def test_countdown_search_clone_eval(countdown_tuned_tiny, countdown_problems, t
             rl = list(read_jsonl(tmp_path / "clone" / "rl.jsonl"))
             assert all(r["task"]["task"] == "countdown" and r["answer"] == str(r["task"]["target"]) for r in rl)
 
-            summary = run_eval(policy, EvalConfig(datasets=[str(data)], n=2, k=2, max_tokens=256, temperature=0.3,
-                                                  bootstrap=20), tmp_path / "eval", checker, progress=False)
+            summary = run_eval(None, tmp_path / "eval", EvalConfig(datasets=[str(data)], n=2, k=2, max_tokens=256,
+                                                                    temperature=0.3, bootstrap=20),
+                               policy=policy, checker=checker, progress=False)
             assert len(policy.prompts) == 3  # one eval call per problem (2 samples each), the countdown prompt
             for p, prompt in zip(problems, policy.prompts):
                 assert f"Numbers: {', '.join(map(str, p.meta['numbers']))}. Target: {p.meta['target']}." in prompt

@@ -78,7 +78,7 @@ def test_countdown_maj_at_k_through_run_eval(tmp_path):
     policy = Scripted(texts)
     with Checker(workers=1, warmup=False) as checker:
         assert checker.equivalent("22", "(8-2)*3+4")  # the math checker's value equivalence
-        s = run_eval(policy, cfg, tmp_path / "e", checker, progress=False)
+        s = run_eval(None, tmp_path / "e", cfg, policy=policy, checker=checker, progress=False)
     assert "Numbers: 8, 2, 3, 4. Target: 22." in policy.prompts[0]
     m = s["datasets"]["cd"]
     assert m["pass@1"] == pytest.approx(2 / 3)

@@ -56,13 +56,13 @@ def test_tiny_model_run_resumes_after_interrupt(tiny_model_dir, problems_file, t
                      batch_size=2)
     out = tmp_path / "eval"
     with pytest.raises(KeyboardInterrupt):
-        run_eval(Interrupting(policy, at=2), cfg, out, progress=False)
+        run_eval(None, out, cfg, policy=Interrupting(policy, at=2), progress=False)
     first = read_samples(out)
     assert len(first) == 4  # the first call (2 problems x 2 samples) was saved before the interruption
     with (out / SAMPLES).open("a") as fh:
         fh.write('{"dataset": "toy", "problem_id": "q3", "sam')  # a write torn by a crash
     counting = Interrupting(policy, at=-1)
-    summary = run_eval(counting, cfg, out, progress=False)
+    summary = run_eval(None, out, cfg, policy=counting, progress=False)
     assert counting.calls == 1 and summary["run"]["new_samples"] == 2  # only q3's two samples
     records = read_samples(out)
     assert _keys(records) == Counter({("toy", f"q{i}", j): 1 for i in (1, 2, 3) for j in (0, 1)})
@@ -74,11 +74,11 @@ def test_tiny_model_run_resumes_after_interrupt(tiny_model_dir, problems_file, t
     assert (out / "summary.md").read_text().count("| toy |") == 3  # the table, then correct / wrong rows
 
     # raising n later only adds the new sample indices
-    more = run_eval(policy, EvalConfig(**{**cfg.__dict__, "n": 3}), out, progress=False)
+    more = run_eval(None, out, EvalConfig(**{**cfg.__dict__, "n": 3}), policy=policy, progress=False)
     assert more["run"]["new_samples"] == 3 and more["overall"]["samples"] == 9
     # other generation settings must not be mixed into the same directory
     with pytest.raises(ConfigError, match="temperature"):
-        run_eval(policy, EvalConfig(**{**cfg.__dict__, "temperature": 0.7}), out, progress=False)
+        run_eval(None, out, EvalConfig(**{**cfg.__dict__, "temperature": 0.7}), policy=policy, progress=False)
     policy.close()
 
 
@@ -139,7 +139,7 @@ def test_scores_and_behaviour_with_known_outputs(problems_file, tmp_path):
                "2 + 2": [ASTRO_STYLE, "no idea"],
                "3 + 3": ["\\boxed{7}"]}
     cfg = EvalConfig(datasets=[str(problems_file)], n=4, k=4, max_tokens=64, bootstrap=100, seed=1)
-    s = run_eval(Scripted(outputs), cfg, tmp_path / "e", progress=False)
+    s = run_eval(None, tmp_path / "e", cfg, policy=Scripted(outputs), progress=False)
     toy = s["datasets"]["toy"]
     assert toy["pass@1"] == pytest.approx((2 / 4 + 2 / 4 + 0) / 3)
     assert toy["maj@4"] == pytest.approx((1 + 1 + 0) / 3)  # q1: {2, 2.0} ties {3, 3}; 2 seen first
@@ -151,7 +151,7 @@ def test_scores_and_behaviour_with_known_outputs(problems_file, tmp_path):
     assert beh["all"]["backtrack_share"] == pytest.approx(2 / 12)
     astro = [r for r in read_samples(tmp_path / "e") if r["text"] == ASTRO_STYLE]
     assert {(r["steps"], r["reflections"], r["backtracks"], r["verdict"]) for r in astro} == {(4, 1, 1, "correct")}
-    again = run_eval(Scripted(outputs), cfg, tmp_path / "e", progress=False)
+    again = run_eval(None, tmp_path / "e", cfg, policy=Scripted(outputs), progress=False)
     assert again["datasets"]["toy"]["pass@1_ci95"] == toy["pass@1_ci95"]  # same seed, same interval
 
 

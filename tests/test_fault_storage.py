@@ -176,12 +176,12 @@ def test_clone_failure_writes_no_dataset_files(tmp_path, monkeypatch):
     with Checker(workers=1, warmup=False) as checker:
         monkeypatch.setattr(io, "_write_temp", full_after_two)
         with pytest.raises(OSError, match="No space"):
-            run_clone(trees, out, CloneConfig(), checker)
+            run_clone(trees, out, CloneConfig(), checker=checker)
         monkeypatch.setattr(io, "_write_temp", real)
         assert calls[-3:] == ["sft.jsonl", "rl.jsonl", "README.md"]
         assert not any((out / n).exists() for n in ("sft.jsonl", "rl.jsonl", "README.md"))
         assert not list(out.glob(".*.tmp"))
-        stats = run_clone(trees, out, CloneConfig(), checker)  # the same call, with space: all three
+        stats = run_clone(trees, out, CloneConfig(), checker=checker)  # the same call, with space: all three
     assert stats["examples"] > 0 and all((out / n).exists() for n in ("sft.jsonl", "rl.jsonl", "README.md"))
 
 

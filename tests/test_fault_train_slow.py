@@ -49,11 +49,11 @@ def child(argv: list[str]) -> int:
     if stage == "sft":
         from astro_reasoner.train.sft import run_sft
 
-        run_sft(_sft_cfg(out, model, data))
+        run_sft(data, out, _sft_cfg(out, model, data))
     else:
         from astro_reasoner.train.grpo import run_grpo
 
-        run_grpo(_rl_cfg(out, model, data))
+        run_grpo(data, out, _rl_cfg(out, model, data))
     return 0
 
 
@@ -103,8 +103,8 @@ def sft_model(tiny_model_dir, tmp_path_factory) -> tuple[Path, Path]:
 
     d = tmp_path_factory.mktemp("fault-train")
     cfg = _sft_cfg(str(d / "sft"), str(tiny_model_dir), str(short_answer_sft(d / "sft.jsonl")))
-    run_sft(type(cfg)(**{**cfg.__dict__, "max_steps": 30, "learning_rate": 1e-2, "save_steps": 1000,
-                         "logging_steps": 10}))
+    run_sft(cfg.data, cfg.out_dir, type(cfg)(**{**cfg.__dict__, "max_steps": 30, "learning_rate": 1e-2,
+                                                 "save_steps": 1000, "logging_steps": 10}))
     return d / "sft", short_answer_rl(d / "rl.jsonl")
 
 

@@ -179,11 +179,12 @@ def test_best_of_n_refuses_changed_settings(tmp_path):
     tree = build_tree([(0, "So \\boxed{7}.", "7")], gold="7", stats={})  # no budget: nothing is sampled
     (tmp_path / "trees.jsonl").write_text(json.dumps(tree.to_json()) + "\n")
     cfg, out = BestOfNConfig(model="tiny", temperature=1.0), tmp_path / "bon"
-    assert run_best_of_n(tmp_path / "trees.jsonl", out, cfg, None, None)["no_budget"] == 1
-    run_best_of_n(tmp_path / "trees.jsonl", out, dataclasses.replace(cfg, backend="openai"), None, None)
+    # no policy or checker: a run with nothing to sample needs neither
+    assert run_best_of_n(tmp_path / "trees.jsonl", out, cfg)["no_budget"] == 1
+    run_best_of_n(tmp_path / "trees.jsonl", out, dataclasses.replace(cfg, backend="openai"))
     with pytest.raises(ConfigError, match=UNIFIED.format("best-of-N records", "temperature: 1.0 -> 0.5",
                                                          "bestofn_config.json")):
-        run_best_of_n(tmp_path / "trees.jsonl", out, dataclasses.replace(cfg, temperature=0.5), None, None)
+        run_best_of_n(tmp_path / "trees.jsonl", out, dataclasses.replace(cfg, temperature=0.5))
 
 
 def test_overwrite_replaces_a_settings_file_that_does_not_read_as_settings(tmp_path):

@@ -126,7 +126,7 @@ def test_the_samples_eval_writes_are_eval_samples(tmp_path, checker):
     probs = {"a": problems(3), "b": problems(2, start=3)}
     for n in (2, 3):  # the second run resumes: adds sample 2 to every problem
         cfg = EvalConfig(datasets=["a", "b"], n=n, k=2, max_tokens=64, batch_size=2, bootstrap=5)
-        run_eval(ScriptedPolicy(seed=4), cfg, tmp_path / "e", checker, model="m", problems=probs, progress=False)
+        run_eval(probs, tmp_path / "e", cfg, policy=ScriptedPolicy(seed=4), checker=checker, model="m", progress=False)
     lines = (tmp_path / "e" / SAMPLES).read_text().splitlines(keepends=True)
     assert len(lines) == 5 * 3
     samples = load_samples(tmp_path / "e")

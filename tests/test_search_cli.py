@@ -100,7 +100,7 @@ def test_ray_two_workers_match_one_process(problem_file, tiny_model_dir, tmp_pat
     try:
         cfg = SearchConfig(**{**RESUME_CFG, "early_stop_correct": 1, "early_stop_wrong": 2})
         with Checker(workers=1) as checker:
-            run_search(problems(9), ScriptedPolicy(seed=2), checker, cfg, tmp_path / "s1")
+            run_search(problems(9), tmp_path / "s1", cfg, policy=ScriptedPolicy(seed=2), checker=checker)
         summary = run_search_distributed(problems(9), scripted_spec(2), cfg, tmp_path / "s2", workers=2)
         assert summary["workers"] == 2 and summary["trees"] == 9
         one_s, two_s = load_trees(tmp_path / "s1"), load_trees(tmp_path / "s2")

@@ -103,27 +103,27 @@ def _nodes_by_id(path):
 
 def test_run_search_resumes_and_drops_torn_tail(tmp_path, checker):
     full = tmp_path / "full"
-    summary = run_search(problems(6), ScriptedPolicy(seed=1), checker, BASE, full)
+    summary = run_search(problems(6), full, BASE, policy=ScriptedPolicy(seed=1), checker=checker)
     assert summary["trees"] == 6 and (full / "summary.json").exists()
     part = tmp_path / "part"
-    run_search(problems(3), ScriptedPolicy(seed=1), checker, BASE, part)
+    run_search(problems(3), part, BASE, policy=ScriptedPolicy(seed=1), checker=checker)
     with open(part / "trees.jsonl", "a") as fh:
         fh.write('{"problem_id": "p5", "nodes": [')  # a write cut by a crash
     policy = ScriptedPolicy(seed=1)  # batching may change between attempts (not part of the settings check)
-    summary = run_search(problems(6), policy, checker, dataclasses.replace(BASE, batch_size=100), part)
+    summary = run_search(problems(6), part, dataclasses.replace(BASE, batch_size=100), policy=policy, checker=checker)
     assert summary["trees"] == 6 and summary["this_run"]["generated_tokens"] > 0
     assert policy.calls[0][0] == 3  # only the 3 missing problems were searched
     assert _nodes_by_id(part / "trees.jsonl") == _nodes_by_id(full / "trees.jsonl")
     again = ScriptedPolicy(seed=1)
-    run_search(problems(6), again, checker, BASE, part)
+    run_search(problems(6), part, BASE, policy=again, checker=checker)
     assert again.calls == []  # everything done: no backend call at all
     with pytest.raises(ConfigError, match="k: 3 -> 4"):
-        run_search(problems(6), ScriptedPolicy(seed=1), checker, dataclasses.replace(BASE, k=4), part)
+        run_search(problems(6), part, dataclasses.replace(BASE, k=4), policy=ScriptedPolicy(seed=1), checker=checker)
 
 
 def test_shards_partition_the_problems(tmp_path, checker):
     for i in range(3):
-        run_search(problems(7), ScriptedPolicy(seed=1), checker, BASE, tmp_path, shard=(i, 3))
+        run_search(problems(7), tmp_path, BASE, policy=ScriptedPolicy(seed=1), checker=checker, shard=(i, 3))
     files = sorted(p.name for p in tmp_path.glob("trees*.jsonl"))
     assert files == [f"trees.shard-{i}-of-3.jsonl" for i in range(3)]
     assert sorted(t.problem_id for t in load_trees(tmp_path)) == sorted(p.id for p in problems(7))
@@ -140,7 +140,7 @@ def test_sigkill_at_random_points_then_resume_matches_uninterrupted_run(tmp_path
 
     n = 24
     ref = tmp_path / "ref"
-    run_search(problems(n), ScriptedPolicy(seed=1), checker, BASE, ref)
+    run_search(problems(n), ref, BASE, policy=ScriptedPolicy(seed=1), checker=checker)
     out = tmp_path / "killed"
     script = Path(__file__).parent / "search_helpers.py"
     cmd = [sys.executable, str(script), str(out), str(n), "0.005"]

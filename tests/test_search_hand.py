@@ -151,13 +151,13 @@ def test_killed_and_resumed_search_equals_uninterrupted_byte_for_byte(tmp_path, 
     trees are the same even though they now share waves and batches with other trees."""
     cfg = dataclasses.replace(BASE, iterations=6, early_stop_correct=1, early_stop_wrong=2)
     probs = problems(10)
-    run_search(probs, ScriptedPolicy(seed=1), checker, cfg, tmp_path / "ref")
+    run_search(probs, tmp_path / "ref", cfg, policy=ScriptedPolicy(seed=1), checker=checker)
     out = tmp_path / "killed"
     with pytest.raises(Crash):
-        run_search(probs, CrashingPolicy(crash_at, seed=1), checker, cfg, out)
+        run_search(probs, out, cfg, policy=CrashingPolicy(crash_at, seed=1), checker=checker)
     before = len(load_trees(out)) if (out / "trees.jsonl").exists() else 0
     assert before < len(probs)  # the kill landed mid-run
-    run_search(probs, ScriptedPolicy(seed=1), checker, dataclasses.replace(cfg, **resume_changes), out)
+    run_search(probs, out, dataclasses.replace(cfg, **resume_changes), policy=ScriptedPolicy(seed=1), checker=checker)
     assert _content(out) == _content(tmp_path / "ref")
 
 
@@ -169,7 +169,7 @@ def test_per_tree_tokens_sum_to_run_totals(tmp_path, checker):
     for key in ("generated_tokens", "prompt_tokens", "rollouts", "checks"):
         assert sum(t.stats[key] for t in trees) == getattr(c, key), key
     assert c.generated_tokens > 0 and c.prompt_tokens > 0
-    summary = run_search(problems(7), ScriptedPolicy(seed=1), checker, BASE, tmp_path)
+    summary = run_search(problems(7), tmp_path, BASE, policy=ScriptedPolicy(seed=1), checker=checker)
     for key in ("generated_tokens", "prompt_tokens", "rollouts", "checks"):
         assert summary[f"{key}_total"] == summary["this_run"][key], key
 
@@ -298,11 +298,11 @@ def test_hf_search_resumed_equals_uninterrupted(tmp_path, checker, tiny_model_di
             return policy.generate(prompts, params)
 
     try:
-        run_search(probs, policy, checker, cfg, tmp_path / "ref")
+        run_search(probs, tmp_path / "ref", cfg, policy=policy, checker=checker)
         with pytest.raises(Crash):
-            run_search(probs, Dying(), checker, cfg, tmp_path / "killed")
-        run_search(probs, policy, checker, dataclasses.replace(cfg, batch_size=5, max_active_trees=2),
-                   tmp_path / "killed")
+            run_search(probs, tmp_path / "killed", cfg, policy=Dying(), checker=checker)
+        run_search(probs, tmp_path / "killed", dataclasses.replace(cfg, batch_size=5, max_active_trees=2),
+                   policy=policy, checker=checker)
     finally:
         policy.close()
     # Texts, structure, verdicts and values equal; log-probs (hence priors) only up to float rounding: batched

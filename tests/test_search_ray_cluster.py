@@ -189,7 +189,7 @@ class KillOnFirstTree:
 
 def _one_process(seed: int, probs, cfg: SearchConfig, out: Path) -> list[str]:
     with Checker(workers=1) as checker:
-        run_search(probs, ScriptedPolicy(seed=seed), checker, cfg, out)
+        run_search(probs, out, cfg, policy=ScriptedPolicy(seed=seed), checker=checker)
     return _contents(out)
 
 

@@ -37,9 +37,9 @@ def chain(tiny_model_dir, tmp_path_factory):
                          lr_scheduler_type="constant", report_to="none", logging_steps=10, max_length=256,
                          completion_only_loss=True,  # the fixture needs a model that answers, fast
                          precision="fp32")  # its exact samples feed the filter's pass-rate band: the same on every CPU
-    sft_dir = run_sft(sft)
+    sft_dir = run_sft(sft.data, sft.out_dir, sft)["checkpoint"]
     cfg = rl_cfg(sft_dir, short_answer_rl(d / "rl.jsonl"), d / "rl")
-    assert run_grpo(cfg) == cfg.out_dir
+    assert run_grpo(cfg.prompts, cfg.out_dir, cfg) == {"checkpoint": cfg.out_dir, "skipped": False}
     return sft_dir, cfg
 
 
@@ -83,7 +83,7 @@ def test_resume_from_a_checkpoint_redoes_later_steps_once(chain):
     out = Path(cfg.out_dir)
     more = rl_cfg(cfg.model, cfg.prompts, out, max_steps=3, resume=str(out / "checkpoint-1"),
                   report_to="tensorboard")
-    run_grpo(more)
+    run_grpo(more.prompts, more.out_dir, more)
     assert [r["step"] for r in read_jsonl(out / "metrics.jsonl")] == [1, 2, 3]
     steps = [c["step"] for c in read_jsonl(out / "completions.jsonl")]
     assert steps == sorted(steps) and {s: steps.count(s) for s in set(steps)} == {1: 8, 2: 8, 3: 8}
@@ -112,7 +112,7 @@ def test_reward_logs_behaviour_counts(tmp_path):
 
 
 def test_difficulty_filter_keeps_the_band_and_resumes(chain, tmp_path):
-    from astro_reasoner.train.filter import filter_prompts, pass_rates_path
+    from astro_reasoner.train.filter import pass_rates_path, run_filter
 
     sft_dir, _ = chain  # answers \boxed{3} or \boxed{5} at random, never 7
     easy = read_jsonl(short_answer_rl(tmp_path / "a.jsonl", gold="3", n=3))
@@ -122,19 +122,19 @@ def test_difficulty_filter_keeps_the_band_and_resumes(chain, tmp_path):
     cfg = FilterConfig(prompts=str(tmp_path / "rl.jsonl"), model=sft_dir, out=str(tmp_path / "kept.jsonl"), n=8,
                        keep="0.1-0.9", max_tokens=8, batch_size=2, checker_workers=1,
                        backend_options={"batch_size": 16})
-    res = filter_prompts(cfg)
+    res = run_filter(cfg.prompts, cfg.out, cfg)
     rates = {r["problem_id"]: r for r in read_jsonl(pass_rates_path(cfg.out))}
     assert set(rates) == {"p0", "p1", "p2", "h0", "h1"} and all(r["n"] == 8 for r in rates.values())
     assert rates["h0"]["pass_rate"] == 0.0 and rates["h1"]["pass_rate"] == 0.0  # too hard
     assert all(0 < rates[p]["pass_rate"] < 1 for p in ("p0", "p1", "p2")), rates
     kept = list(read_jsonl(cfg.out))
     assert [k["problem_id"] for k in kept] == ["p0", "p1", "p2"] and kept[0]["source"] == "fixture"
-    assert (res.kept, res.too_hard, res.too_easy, res.total) == (3, 2, 0, 5)
+    assert (res["kept"], res["too_hard"], res["too_easy"], res["total"]) == (3, 2, 0, 5)
     # Compute per stage: every sampled token is counted (1..8 per sample with max_tokens=8).
-    assert 5 * 8 <= res.generated_tokens <= 5 * 8 * 8
-    assert res.generated_tokens == sum(r["generated_tokens"] for r in rates.values())
+    assert 5 * 8 <= res["generated_tokens"] <= 5 * 8 * 8
+    assert res["generated_tokens"] == sum(r["generated_tokens"] for r in rates.values())
     # Re-running resumes from the pass-rates file: no model is loaded (this path does not exist).
-    again = filter_prompts(FilterConfig(**{**cfg.__dict__, "model": str(tmp_path / "no-such-model"),
-                                           "keep": "0.0-0.2"}))
-    assert again.kept == 2 and [k["problem_id"] for k in read_jsonl(cfg.out)] == ["h0", "h1"]
-    assert again.generated_tokens == res.generated_tokens  # resumed: the tokens sampled before still count
+    other = FilterConfig(**{**cfg.__dict__, "model": str(tmp_path / "no-such-model"), "keep": "0.0-0.2"})
+    again = run_filter(cfg.prompts, cfg.out, other)
+    assert again["kept"] == 2 and [k["problem_id"] for k in read_jsonl(cfg.out)] == ["h0", "h1"]
+    assert again["generated_tokens"] == res["generated_tokens"]  # resumed: the tokens sampled before still count

@@ -30,8 +30,8 @@ def test_trained_checkpoints_honour_the_umask_and_name_their_base(tiny_model_dir
                        num_generations=4, max_completion_length=8, report_to="none", checker_workers=1)
     old = os.umask(0o027)  # not the usual 022: a file made 0644 or 0600 regardless of the umask shows up
     try:
-        run_sft(sft)
-        run_grpo(rl)
+        run_sft(sft.data, sft.out_dir, sft)
+        run_grpo(rl.prompts, rl.out_dir, rl)
         gguf = hf_to_gguf(sft.out_dir)  # written by us (a temp file renamed into the checkpoint)
     finally:
         os.umask(old)

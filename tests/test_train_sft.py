@@ -36,7 +36,7 @@ def sft_run(tiny_model_dir, sft_data, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("sft-run") / "out"
     cfg = sft_cfg(tiny_model_dir, sft_data, out)
-    assert run_sft(cfg) == str(out)
+    assert run_sft(cfg.data, out, cfg) == {"checkpoint": str(out), "skipped": False}
     return cfg
 
 
@@ -105,11 +105,12 @@ def test_finished_run_is_skipped_and_other_configs_refused(sft_run):
 
     summary = Path(sft_run.out_dir) / "train_summary.json"
     stamp = summary.read_text()
-    assert run_sft(sft_run) == sft_run.out_dir  # same config: nothing retrained
+    # same config: nothing retrained
+    assert run_sft(sft_run.data, sft_run.out_dir, sft_run) == {"checkpoint": sft_run.out_dir, "skipped": True}
     assert summary.read_text() == stamp
     other = sft_cfg(sft_run.model, sft_run.data, sft_run.out_dir, learning_rate=1e-4)
     with pytest.raises(ConfigError, match=r"other settings \(learning_rate: .* -> 0\.0001;"):
-        run_sft(other)
+        run_sft(other.data, other.out_dir, other)
 
 
 def test_long_examples_are_counted_and_optionally_dropped(tiny_model_dir, sft_data, caplog):
@@ -141,7 +142,7 @@ def test_lora_merged_checkpoint_is_a_plain_model(tiny_model_dir, sft_data, tmp_p
 
     cfg = sft_cfg(tiny_model_dir, sft_data, tmp_path / "lora", lora=True, lora_r=4, lora_alpha=8,
                   lora_dropout=0.0, max_steps=2, learning_rate=1e-2)
-    out = run_sft(cfg)
+    out = run_sft(cfg.data, cfg.out_dir, cfg)["checkpoint"]
     assert (tmp_path / "lora" / "adapter" / "adapter_config.json").exists()
     assert not (tmp_path / "lora" / "adapter_config.json").exists()  # the top level is a full model
     merged = AutoModelForCausalLM.from_pretrained(out)

@@ -65,7 +65,7 @@ def test_smollm2_sft_reload_generate_then_grpo(data_dir, tmp_path):
                          per_device_train_batch_size=2, learning_rate=2e-5, max_length=1024, logging_steps=1,
                          report_to="none")
     t0 = time.perf_counter()
-    sft_dir = run_sft(sft)
+    sft_dir = run_sft(sft.data, sft.out_dir, sft)["checkpoint"]
     times["sft_3_steps"] = time.perf_counter() - t0
     summary = json.loads((Path(sft_dir) / "train_summary.json").read_text())
     assert summary["global_step"] == 3 and len(summary["loss_history"]) == 3
@@ -85,7 +85,7 @@ def test_smollm2_sft_reload_generate_then_grpo(data_dir, tmp_path):
                        per_device_train_batch_size=4, max_completion_length=48, learning_rate=1e-6,
                        report_to="none", save_steps=1, checker_workers=1)
     t0 = time.perf_counter()
-    rl_dir = run_grpo(rl)
+    rl_dir = run_grpo(rl.prompts, rl.out_dir, rl)["checkpoint"]
     times["grpo_2_steps"] = time.perf_counter() - t0
     metrics = list(read_jsonl(Path(rl_dir) / "metrics.jsonl"))
     assert [m["step"] for m in metrics] == [1, 2]

@@ -34,6 +34,21 @@ class LaunchError(RuntimeError):
     """A launched training job failed; the message names its log and shows the log's tail."""
 
 
+# How to make what a stage function needs (its keyword arguments ``policy`` and ``checker``).
+_HOW_TO_MAKE = {"policy": "policy=make_backend(kind, model) (astro_reasoner.backends; close it when done)",
+                "checker": "checker=Checker() (astro_reasoner.checking; close it when done)"}
+
+
+def require_arguments(stage: str, **given: object) -> None:
+    """TypeError naming each of ``given`` that is None and how to make it: every stage function takes
+    ``policy`` and ``checker`` as keyword arguments defaulting to None, and the stages that cannot make their
+    own call this first (e.g. ``require_arguments("run_search", policy=policy, checker=checker)``)."""
+    missing = [name for name, value in given.items() if value is None]
+    if missing:
+        raise TypeError(f"{stage} needs {' and '.join(missing)}: pass "
+                        + "; ".join(_HOW_TO_MAKE.get(name, f"{name}=...") for name in missing))
+
+
 # Errors of the machine rather than of our code: the file system is full, read-only or forbids the access.
 _FIXES = {
     errno.ENOSPC: "free some disk space (or use an output directory on another disk), then re-run the same "

@@ -1,7 +1,8 @@
 """Procedure cloning (ASTRO §2.2-2.3): search trees -> traces with backtracks -> long CoT -> SFT/RL data.
 
-``run_clone(trees_path, out_dir, cfg, checker, policy=None) -> stats`` is the pipeline's entry point;
-``run_best_of_n`` the Best-of-N baseline. Imported lazily so ``astro --help`` stays fast.
+``run_clone(trees, out, cfg, *, policy=None, checker=None) -> stats`` (the checker is required) is the
+pipeline's entry point; ``run_best_of_n`` (the same signature; it needs both) the Best-of-N baseline. Imported
+lazily so ``astro --help`` stays fast.
 """
 
 from __future__ import annotations

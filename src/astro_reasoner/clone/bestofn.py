@@ -7,7 +7,7 @@ baseline never gets more compute than the search had (rejection sampling with th
 as the search's terminal rewards are). A problem stops at its first correct sample, at the budget, or at
 ``max_samples``. The kept solutions are written in the same ``sft.jsonl`` format as ``astro clone``.
 
-Files in ``out_dir``: ``bestofn.jsonl`` (one record per problem, appended: resumable), ``sft.jsonl``,
+Files in ``out``: ``bestofn.jsonl`` (one record per problem, appended: resumable), ``sft.jsonl``,
 ``rl.jsonl``, ``stats.json``, ``README.md``, ``bestofn_config.json`` (the settings; a re-run with others is
 refused, see ``outdir.claim_out_dir``).
 """
@@ -18,6 +18,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import require_arguments
 from ..io import append_jsonl, done_ids, read_jsonl, stable_seed, write_json, write_jsonl, write_text_atomic
 from ..outdir import claim_out_dir
 from ..prompts import PromptBuilder, PromptConfig
@@ -58,11 +59,14 @@ def _absorb(st: dict[str, Any], checked: list[CheckedSample], cfg: BestOfNConfig
     return st["tokens"] >= st["budget"]
 
 
-def run_best_of_n(trees_path: str | Path, out_dir: str | Path, cfg: BestOfNConfig, checker: AnswerChecker,
-                  policy: Policy, *,
-                  progress: bool = False) -> dict[str, Any]:
-    out = Path(out_dir)
-    trees, info = read_trees(trees_path)  # before anything is written
+def run_best_of_n(trees: str | Path, out: str | Path, cfg: BestOfNConfig, *, policy: Policy | None = None,
+                  checker: AnswerChecker | None = None, progress: bool = False) -> dict[str, Any]:
+    """Best-of-N for every tree of ``trees`` (a trees.jsonl file or a search output directory) into ``out``;
+    returns the statistics (also written to ``stats.json``). ``policy`` draws the samples and ``checker`` checks
+    them: both are required once there is a problem to sample (a run where every tree is done or has no
+    budget needs neither)."""
+    out = Path(out)
+    loaded, info = read_trees(trees)  # before anything is written
     # Records drawn with other settings must not be appended to the same file. The backend is not compared
     # (the same model served another way draws from the same distribution), as in eval.
     lock = claim_out_dir(out, dataclasses.asdict(cfg), settings_file=SETTINGS_FILE,  # noqa: F841 - held
@@ -71,15 +75,19 @@ def run_best_of_n(trees_path: str | Path, out_dir: str | Path, cfg: BestOfNConfi
     done = done_ids(rec_path)
     builder = PromptBuilder(policy, PromptConfig(few_shot=cfg.few_shot))
     no_budget = 0
-    active: list[tuple[Any, dict[str, Any], str]] = []
-    for tree in trees:
+    budgets: list[tuple[Any, int]] = []
+    for tree in loaded:
         if tree.problem_id in done:
             continue
         budget = tree.stats.get(cfg.budget_key) or cfg.default_budget
         if not budget:
             no_budget += 1
             continue
-        active.append((tree, _new_state(tree, int(budget)), builder.continuation(problem_from_tree(tree))))
+        budgets.append((tree, int(budget)))
+    if budgets:
+        require_arguments("run_best_of_n", policy=policy, checker=checker)
+    active: list[tuple[Any, dict[str, Any], str]] = [
+        (tree, _new_state(tree, budget), builder.continuation(problem_from_tree(tree))) for tree, budget in budgets]
     bar = task = None
     if progress and active:
         from ..progress import Progress
@@ -103,7 +111,7 @@ def run_best_of_n(trees_path: str | Path, out_dir: str | Path, cfg: BestOfNConfi
     finally:
         if bar:
             bar.stop()
-    return _export(out, trees, read_jsonl(rec_path) if rec_path.exists() else [], info, no_budget, cfg)
+    return _export(out, loaded, read_jsonl(rec_path) if rec_path.exists() else [], info, no_budget, cfg)
 
 
 def _export(out: Path, trees, recs, info, no_budget: int, cfg: BestOfNConfig) -> dict[str, Any]:

@@ -64,7 +64,7 @@ def clone_command(
     policy = make_policy(cfg, **parse_backend_options(backend_option)) if cfg.uses_lm else None
     try:
         with Checker() as checker:
-            stats = run_clone(trees, out, cfg, checker, policy, overwrite=overwrite, progress=True)
+            stats = run_clone(trees, out, cfg, policy=policy, checker=checker, overwrite=overwrite, progress=True)
     finally:
         if policy is not None:
             policy.close()
@@ -135,7 +135,7 @@ def best_of_n_command(
     policy = make_backend(cfg.backend, cfg.model, **parse_backend_options(backend_option))
     try:
         with Checker() as checker:
-            stats = run_best_of_n(trees, out, cfg, checker, policy, progress=True)
+            stats = run_best_of_n(trees, out, cfg, policy=policy, checker=checker, progress=True)
     finally:
         policy.close()
     _print_messages(stats["messages"])

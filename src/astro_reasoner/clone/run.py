@@ -1,7 +1,7 @@
-"""``run_clone``: trees.jsonl (-> self-eval of correct terminals) -> traces -> CoT (-> rewrite) -> re-check ->
-sft.jsonl / rl.jsonl.
+"""``run_clone(trees, out, cfg, *, policy, checker)``: trees.jsonl (-> self-eval of correct terminals) ->
+traces -> CoT (-> rewrite) -> re-check -> sft.jsonl / rl.jsonl.
 
-Files in ``out_dir``: ``selfeval.jsonl`` (the votes on every correct terminal, one record per tree, when the
+Files in ``out``: ``selfeval.jsonl`` (the votes on every correct terminal, one record per tree, when the
 filter is on), ``traces.jsonl`` (every trace, with its moves), ``cots.jsonl`` (one record per trace with the
 CoT and what happened to it), ``sft.jsonl``, ``rl.jsonl``, ``README.md`` (dataset card), ``stats.json``
 (including the SFT mix: k = 0 and k >= 1 examples per problem), ``clone_config.json``. The LM stages append
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..behaviour import load_patterns, load_phrases
 from ..config import ConfigError
+from ..errors import require_arguments
 from ..io import DirLock, append_jsonl, done_ids, read_jsonl, write_json, write_jsonl
 from ..outdir import claim_out_dir
 from ..tasks import gold_of, problem_from_tree
@@ -99,23 +100,28 @@ def make_policy(cfg: CloneConfig, **backend_options: Any) -> Policy:
     return make_backend(cfg.backend, cfg.model, **backend_options)
 
 
-def run_clone(trees_path: str | Path, out_dir: str | Path, cfg: CloneConfig, checker: AnswerChecker,
-              policy: Policy | None = None, *,
-              overwrite: bool = False, progress: bool = False) -> dict[str, Any]:
-    """Run procedure cloning end to end; returns the statistics (also written to ``stats.json``)."""
-    out = Path(out_dir)
+def run_clone(trees: str | Path, out: str | Path, cfg: CloneConfig, *, policy: Policy | None = None,
+              checker: AnswerChecker | None = None, overwrite: bool = False, progress: bool = False
+              ) -> dict[str, Any]:
+    """Run procedure cloning end to end on ``trees`` (a trees.jsonl file or a search output directory) into
+    ``out``; returns the statistics (also written to ``stats.json``).
+
+    ``checker`` is required (it tells answers apart and re-checks the CoTs). ``policy`` is the LM for rewrite /
+    self-evaluation; without one, a run that needs it makes its own from ``cfg.model`` and closes it."""
+    require_arguments("run_clone", checker=checker)
+    out = Path(out)
     lock = _check_out_dir(out, cfg, overwrite)  # noqa: F841 - held for the run
-    trees, info = read_trees(trees_path)
+    loaded, info = read_trees(trees)
     phrases, patterns = load_phrases(cfg.phrases_file), load_patterns(cfg.phrases_file)
 
     owned = policy is None and cfg.uses_lm
     if owned:
         policy = make_policy(cfg)
     try:
-        votes = _selfeval_terminals(trees, out / "selfeval.jsonl", cfg, policy) if cfg.selfeval else {}
+        votes = _selfeval_terminals(loaded, out / "selfeval.jsonl", cfg, policy) if cfg.selfeval else {}
         lin = LinearizeStats()
-        traces, tree_of = [], {t.problem_id: t for t in trees}
-        for tree in trees:
+        traces, tree_of = [], {t.problem_id: t for t in loaded}
+        for tree in loaded:
             approved = None
             if cfg.selfeval:
                 approved = {int(nid) for nid, v in votes[tree.problem_id].items()
@@ -131,7 +137,7 @@ def run_clone(trees_path: str | Path, out_dir: str | Path, cfg: CloneConfig, che
     finally:
         if owned:
             policy.close()
-    return _export(out, cfg, trees, traces, tree_of, info, lin, count, unit, votes)
+    return _export(out, cfg, loaded, traces, tree_of, info, lin, count, unit, votes)
 
 
 def _selfeval_terminals(trees, path: Path, cfg: CloneConfig, policy: Policy) -> dict[str, dict[str, list[str]]]:

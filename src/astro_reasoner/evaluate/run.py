@@ -1,4 +1,5 @@
-"""`run_eval`: sample n answers per problem from any backend, check them, score them; resumable.
+"""`run_eval(problems, out, cfg, *, policy, checker)`: sample n answers per problem from any backend, check them,
+score them; resumable.
 
 Output directory:
 - ``samples.jsonl``: one record per (dataset, problem, sample), appended and fsynced as each backend call
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import ConfigError, config_to_dict
+from ..errors import require_arguments
 from ..io import DataError, DirLock, append_jsonl, drop_torn_tail, read_json, read_jsonl, stable_seed, write_json, \
     write_text_atomic
 from ..outdir import claim_out_dir
@@ -258,14 +260,16 @@ def _first_prompt(policy: Policy, cfg: EvalConfig, problems: dict[str, list[Prob
     return None
 
 
-def run_eval(policy: Policy, cfg: EvalConfig, out_dir: str | Path, checker: AnswerChecker | None = None, *,
-             model: str | None = None, problems: dict[str, list[Problem]] | None = None, progress: bool = True
-             ) -> dict[str, Any]:
-    """Evaluate ``policy`` (any :class:`~astro_reasoner.backends.base.Policy`) as ``cfg`` says, into
-    ``out_dir``; resumes an interrupted run there. ``model`` names what is evaluated (default: the backend's
-    model path or name); a resumed run must name the same. ``problems``: the datasets already loaded by
-    :func:`load_datasets` (else loaded here). Returns the summary (also in summary.json)."""
-    out = Path(out_dir)
+def run_eval(problems: dict[str, list[Problem]] | None, out: str | Path, cfg: EvalConfig, *,
+             policy: Policy | None = None, checker: AnswerChecker | None = None, model: str | None = None,
+             progress: bool = True) -> dict[str, Any]:
+    """Evaluate ``policy`` (any :class:`~astro_reasoner.backends.base.Policy`; required) on ``problems`` as
+    ``cfg`` says, into ``out``; resumes an interrupted run there. ``problems``: the datasets already loaded by
+    :func:`load_datasets`, or None to load ``cfg.datasets`` here. ``checker``: default a ``Checker`` made and
+    closed here. ``model`` names what is evaluated (default: the backend's model path or name); a resumed run
+    must name the same. Returns the summary (also in summary.json)."""
+    require_arguments("run_eval", policy=policy)
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model = model or str(getattr(policy, "model_path", None) or policy.name)
     problems = problems if problems is not None else load_datasets(cfg)  # before anything is written
@@ -305,6 +309,6 @@ def evaluate_model(model: str, cfg: EvalConfig, out_dir: str | Path, *, backend:
     problems = load_datasets(cfg)  # a bad dataset spec fails in a second, before a model loads
     policy = make_backend(backend, model, **(backend_options or {}))
     try:
-        return run_eval(policy, cfg, out_dir, checker, model=model, problems=problems, progress=progress)
+        return run_eval(problems, out_dir, cfg, policy=policy, checker=checker, model=model, progress=progress)
     finally:
         policy.close()

@@ -88,7 +88,10 @@ class _Builder:
         else:
             from ..train import run_grpo, run_sft
 
-            ckpt = run_sft(cfg) if command == "sft" else run_grpo(cfg)
+            if command == "sft":
+                ckpt = run_sft(cfg.data, cfg.out_dir, cfg)["checkpoint"]
+            else:
+                ckpt = run_grpo(cfg.prompts, cfg.out_dir, cfg)["checkpoint"]
         return {"checkpoint": ckpt, **_train_accounting(Path(ckpt))}
 
     def section_config(self, cls, name: str, **fixed: Any):
@@ -134,7 +137,7 @@ class _Builder:
 
         def work(policy):
             with Checker() as checker:
-                return run_search(problems, policy, checker, cfg, out, reporter=_search_reporter())
+                return run_search(problems, out, cfg, policy=policy, checker=checker, reporter=_search_reporter())
         summary = self.with_policy(self.base_model(inputs), out, work)
         return {"tokens": int(summary.get("generated_tokens_total", 0)),
                 "prompt_tokens": int(summary.get("prompt_tokens_total", 0)),
@@ -150,7 +153,8 @@ class _Builder:
 
             def work(policy):
                 with Checker() as checker:
-                    return run_clone(inputs["search"] / "trees.jsonl", out, cfg, checker, policy, overwrite=True)
+                    return run_clone(inputs["search"] / "trees.jsonl", out, cfg, policy=policy, checker=checker,
+                                     overwrite=True)
             stats = self.with_policy(self.base_model(inputs), out, work) if cfg.uses_lm else work(None)
             return {"examples": stats.get("exported", stats.get("examples")), "clone": stats}
         return run
@@ -170,7 +174,7 @@ class _Builder:
     def filter(self, mode: str):
         def run(out: Path, inputs: dict[str, Path]) -> dict[str, Any]:
             from ..io import read_jsonl, write_jsonl
-            from ..train import FilterConfig, filter_prompts
+            from ..train import FilterConfig, run_filter
 
             sec = self.cfg.section("rl_filter")
             min_kept = int(sec.pop("min_kept", 1))
@@ -178,17 +182,17 @@ class _Builder:
                        model=stage_stats(inputs[f"sft-{mode}"])["checkpoint"], out=str(out / "rl.jsonl"),
                        backend=self.cfg.backend, backend_options=self.cfg.backend_options, seed=self.cfg.seed)
             cfg = build_config(FilterConfig, sec, where="pipeline section 'rl_filter'")
-            res = self.with_policy(cfg.model, out, lambda policy: filter_prompts(cfg, policy=policy))
+            res = self.with_policy(cfg.model, out, lambda policy: run_filter(cfg.prompts, cfg.out, cfg, policy=policy))
             used = "filtered"
-            if res.kept < min_kept:
+            if res["kept"] < min_kept:
                 # A weak model can leave no prompt in the band (all groups would then have zero advantage);
                 # train on every prompt rather than not at all, and say so in the report.
                 log.warning("only %d prompts in the pass-rate band %s (< min_kept=%d); RL uses all %d prompts",
-                            res.kept, cfg.keep, min_kept, res.total)
+                            res["kept"], cfg.keep, min_kept, res["total"])
                 write_jsonl(out / "rl.jsonl", read_jsonl(cfg.prompts))
                 used = "all (too few in band)"
-            return {"total": res.total, "kept": res.kept, "too_easy": res.too_easy, "too_hard": res.too_hard,
-                    "used": used, "tokens": res.generated_tokens}
+            return {"total": res["total"], "kept": res["kept"], "too_easy": res["too_easy"],
+                    "too_hard": res["too_hard"], "used": used, "tokens": res["generated_tokens"]}
         return run
 
     def rl(self, mode: str):
@@ -219,7 +223,7 @@ class _Builder:
         from ..evaluate import run_eval
 
         cfg = self._eval_config()
-        summary = self.with_policy(model, out, lambda policy: run_eval(policy, cfg, out, model=model))
+        summary = self.with_policy(model, out, lambda policy: run_eval(None, out, cfg, policy=policy, model=model))
         run = summary.get("run", {})
         return {"tokens": run.get("generated_tokens", 0), "prompt_tokens": run.get("prompt_tokens", 0),
                 "model": model}

@@ -120,7 +120,7 @@ def select_checkpoint(b, final: Path, sel: dict[str, Any], out: Path,
     for step in sorted(steps):
         model = str(steps[step])
         summary = b.with_policy(model, out / f"step-{step}",
-                                lambda policy: run_eval(policy, cfg, out / f"step-{step}", model=model))
+                                lambda policy: run_eval(None, out / f"step-{step}", cfg, policy=policy, model=model))
         scores[str(step)] = summary.get("overall", {}).get("pass@1")
         log.info("warm start: step %d, validation pass@1 %s", step, scores[str(step)])
     best = max(sorted(steps), key=lambda s: (scores[str(s)] or 0.0, -s))

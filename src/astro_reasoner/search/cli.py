@@ -134,10 +134,11 @@ def search(
             from .run import run_search
 
             if quiet:
-                summary = run_search(probs, policy, checker, cfg, out, shard=shard_t, meta=meta)
+                summary = run_search(probs, out, cfg, policy=policy, checker=checker, shard=shard_t, meta=meta)
             else:
                 with RichReporter(console) as rep:
-                    summary = run_search(probs, policy, checker, cfg, out, shard=shard_t, reporter=rep, meta=meta)
+                    summary = run_search(probs, out, cfg, policy=policy, checker=checker, shard=shard_t, reporter=rep,
+                                         meta=meta)
     finally:
         policy.close()
     _print_done(console, summary, out)

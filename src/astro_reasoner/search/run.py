@@ -1,5 +1,8 @@
 """`run_search`: the stage function (problems -> ``trees.jsonl`` + ``summary.json``), resumable.
 
+The stage contract (astro_reasoner/__init__.py): ``run_search(problems, out, cfg, *, policy, checker, shard,
+reporter, meta)`` -> the summary; policy and checker are required.
+
 Used by ``astro search``, by the pipeline, and by each Ray worker's head-side writer.
 """
 
@@ -10,6 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..errors import require_arguments
 from ..io import write_json
 from ..types import Problem, SearchTree
 from . import storage
@@ -55,20 +59,22 @@ def write_summary(out_dir, cfg: SearchConfig, counters: dict[str, Any], wall: fl
     return summary
 
 
-def run_search(problems: Sequence[Problem], policy: Policy, checker: AnswerChecker, cfg: SearchConfig,
-               out_dir: str | os.PathLike, *, shard: tuple[int, int] | None = None, reporter: Reporter | None = None,
+def run_search(problems: Sequence[Problem], out: str | os.PathLike, cfg: SearchConfig, *,
+               policy: Policy | None = None, checker: AnswerChecker | None = None,
+               shard: tuple[int, int] | None = None, reporter: Reporter | None = None,
                meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Search every problem (of ``shard``) not yet in ``out_dir`` and append each finished tree to its
+    """Search every problem (of ``shard``) not yet in ``out`` and append each finished tree to its
     trees file; then write and return the run summary (``summary.json``).
 
-    ``policy`` is a backends.Policy, ``checker`` a checking.Checker (the caller opens and closes both).
-    Re-running with the same arguments resumes: finished problem ids are skipped, a torn last line from a
-    crash is dropped. Settings that change what a tree is must stay the same (else ConfigError).
+    ``policy`` (a backends.Policy) and ``checker`` (a checking.AnswerChecker) are required; the caller opens
+    and closes both. Re-running with the same arguments resumes: finished problem ids are skipped, a torn last
+    line from a crash is dropped. Settings that change what a tree is must stay the same (else ConfigError).
     """
-    os.makedirs(out_dir, exist_ok=True)
-    lock = storage.check_settings(out_dir, cfg.search_settings(), shard)  # noqa: F841 - held for the run
-    todo, done = pending_problems(problems, out_dir, shard)
-    path = storage.trees_path(out_dir, shard)
+    require_arguments("run_search", policy=policy, checker=checker)
+    os.makedirs(out, exist_ok=True)
+    lock = storage.check_settings(out, cfg.search_settings(), shard)  # noqa: F841 - held for the run
+    todo, done = pending_problems(problems, out, shard)
+    path = storage.trees_path(out, shard)
     if reporter:
         correct = sum(t.stats.get("terminals_correct", 0) > 0 for t in storage.load_trees(path)) \
             if path.exists() else 0
@@ -81,4 +87,4 @@ def run_search(problems: Sequence[Problem], policy: Policy, checker: AnswerCheck
             reporter.tree(tree)
     meta = {"backend": getattr(policy, "name", type(policy).__name__), **(meta or {})}
     counters = {**driver.counters.to_json(), "cpu_seconds": round(time.process_time() - c0, 3)}
-    return write_summary(out_dir, cfg, counters, time.perf_counter() - t0, shard, meta)
+    return write_summary(out, cfg, counters, time.perf_counter() - t0, shard, meta)

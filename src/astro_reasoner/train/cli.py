@@ -95,7 +95,7 @@ def sft_command(
 
     cfg = _stage_config(SFTStageConfig, "sft", config, overrides, data=data, model=model, out_dir=out)
     _require_train(cfg)
-    typer.echo(f"SFT checkpoint: {run_sft(cfg)}")
+    typer.echo(f"SFT checkpoint: {run_sft(cfg.data, cfg.out_dir, cfg)['checkpoint']}")
 
 
 @rl_app.command("train", context_settings=FLAGS_AS_OVERRIDES)
@@ -114,7 +114,7 @@ def rl_train_command(
 
     cfg = _stage_config(RLStageConfig, "rl", config, overrides, prompts=prompts, model=model, out_dir=out)
     _require_train(cfg)
-    done = run_grpo(cfg)
+    done = run_grpo(cfg.prompts, cfg.out_dir, cfg)["checkpoint"]
     typer.echo(f"RL checkpoint: {done}; per-step metrics: {Path(done) / METRICS_FILE}")
 
 
@@ -133,15 +133,15 @@ def rl_filter_command(
 ) -> None:
     """Keep prompts of moderate difficulty: sample n solutions each, keep pass rates inside the band."""
     from .config import FilterConfig
-    from .filter import filter_prompts
+    from .filter import run_filter
 
     # No -b given: None, so backend_options from the YAML file stay.
     options = parse_backend_options(backend_option) if backend_option else None
     cfg = _stage_config(FilterConfig, "rl_filter", config, overrides, prompts=prompts, model=model, out=out,
                         n=n, keep=keep, backend=backend, backend_options=options)
-    res = filter_prompts(cfg)
-    typer.echo(f"kept {res.kept} of {res.total} prompts ({res.too_easy} too easy, {res.too_hard} too hard) "
-               f"-> {res.out}; pass rates: {res.pass_rates}")
+    res = run_filter(cfg.prompts, cfg.out, cfg)
+    typer.echo(f"kept {res['kept']} of {res['total']} prompts ({res['too_easy']} too easy, {res['too_hard']} too "
+               f"hard) -> {res['out']}; pass rates: {res['pass_rates']}")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,4 @@
-"""Difficulty filter for RL prompts (``astro rl filter``).
+"""Difficulty filter for RL prompts (``astro rl filter``): ``run_filter(prompts, out, cfg, *, policy, checker)``.
 
 ASTRO §3.4 runs RL on prompts of moderate difficulty for the SFT model: a prompt the model always solves or
 never solves gives every sample in its GRPO group the same reward, hence zero advantage and no learning
@@ -12,8 +12,8 @@ holds every prompt's counts, appended as batches finish, so an interrupted run r
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,17 +28,6 @@ if TYPE_CHECKING:  # annotations only: the protocols every backend / checker (an
     from ..checking import AnswerChecker
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class FilterResult:
-    total: int
-    kept: int
-    too_easy: int  # pass rate above the band
-    too_hard: int  # pass rate below the band
-    out: str
-    pass_rates: str
-    generated_tokens: int = 0  # sampled for the pass rates, this run and resumed ones (compute per stage)
 
 
 def pass_rates_path(out: str | Path) -> Path:
@@ -64,14 +53,20 @@ def score_batch(policy: Policy, checker: AnswerChecker, rows: list[dict[str, Any
     return records
 
 
-def filter_prompts(cfg: FilterConfig, *, policy: Policy | None = None, checker: AnswerChecker | None = None
-                   ) -> FilterResult:
-    """Score every prompt of ``cfg.prompts`` (resuming from the pass-rates file) and write the kept ones.
+def run_filter(prompts: str | Path, out: str | Path, cfg: FilterConfig, *, policy: Policy | None = None,
+               checker: AnswerChecker | None = None) -> dict[str, Any]:
+    """Score every prompt of ``prompts`` (an rl.jsonl; resuming from the pass-rates file beside ``out``) and
+    write the kept ones to ``out``. ``prompts`` and ``out`` replace ``cfg.prompts`` / ``cfg.out``.
 
     ``policy``/``checker`` default to ``make_backend(cfg.backend, cfg.model, **cfg.backend_options)`` and a
-    ``Checker``; pass your own to reuse open ones.
+    ``Checker``, made only if there is something to score and closed here; pass your own to reuse open ones.
+    Returns the stats: ``total``, ``kept``, ``too_easy`` (pass rate above the band), ``too_hard`` (below it),
+    ``out``, ``pass_rates`` (the file) and ``generated_tokens`` (sampled for the pass rates, this run and
+    resumed ones: the stage's compute).
     """
     from ..progress import Progress
+
+    cfg = dataclasses.replace(cfg, prompts=str(prompts), out=str(out))
 
     lo, hi = parse_band(cfg.keep)
     rows = load_rl_rows(cfg.prompts)[: cfg.limit]
@@ -114,4 +109,5 @@ def filter_prompts(cfg: FilterConfig, *, policy: Policy | None = None, checker: 
     log.info("kept %d of %d prompts (pass rate in [%s, %s]); %d too easy, %d too hard",
              len(kept), len(rows), lo, hi, easy, hard)
     tokens = sum(int(rates[r["problem_id"]].get("generated_tokens", 0)) for r in rows)
-    return FilterResult(len(rows), len(kept), easy, hard, str(cfg.out), str(rates_file), tokens)
+    return {"total": len(rows), "kept": len(kept), "too_easy": easy, "too_hard": hard, "out": str(cfg.out),
+            "pass_rates": str(rates_file), "generated_tokens": tokens}

@@ -15,10 +15,12 @@ other ranks) with its reward and counts.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import ConfigError
 from ..io import DataError, append_jsonl, numbered_jsonl, read_jsonl, write_jsonl
@@ -29,6 +31,9 @@ from .config import RLStageConfig
 from ..checking import AnswerChecker, completion_text
 from .rewards import RewardValues, correctness_reward
 from .sft import check_messages
+
+if TYPE_CHECKING:  # annotations only: the protocol every backend (and test double) implements
+    from ..backends.base import Policy
 
 log = logging.getLogger(__name__)
 
@@ -184,13 +189,20 @@ def build_grpo_trainer(cfg: RLStageConfig, checker: AnswerChecker, rt: Runtime |
     return trainer, {"model_path": model_path, "prompts": len(rows)}
 
 
-def run_grpo(cfg: RLStageConfig) -> str:
-    """Train with GRPO, save an HF checkpoint in ``cfg.out_dir`` (plus metrics.jsonl), and return it.
+def run_grpo(prompts: str | Path, out: str | Path, cfg: RLStageConfig, *, policy: Policy | None = None,
+             checker: AnswerChecker | None = None) -> dict[str, Any]:
+    """Train with GRPO on ``prompts`` (rl.jsonl), save an HF checkpoint in ``out`` (plus metrics.jsonl); return
+    ``{"checkpoint": out, "skipped": bool}`` (skipped: ``out`` already held this finished run).
 
+    ``prompts`` and ``out`` replace ``cfg.prompts`` / ``cfg.out_dir`` (the config keeps both fields so that a
+    YAML file describes the whole run). ``checker`` rewards the completions (default: a ``Checker`` with
+    ``cfg.checker_workers`` / ``cfg.checker_deadline``, made and closed here). ``policy`` is not used (TRL
+    samples from the model it trains, ``cfg.model``); it is accepted so every stage is called the same way.
     Checkpoints every ``save_steps``; re-running the same command resumes from the latest one.
     """
     from ..checking import Checker
 
+    cfg = dataclasses.replace(cfg, prompts=str(prompts), out_dir=str(out))
     rt = resolve_runtime(cfg, use_vllm=cfg.use_vllm)  # device/precision errors before anything is written
     prepare_environment(cfg, rt)
     if cfg.behaviour_logging:
@@ -198,11 +210,13 @@ def run_grpo(cfg: RLStageConfig) -> str:
     finished, resume_from, lock = start_run(cfg)  # noqa: F841 - the lock is held for the run
     if finished:
         log.warning("%s already holds this finished RL run; skipping (overwrite=true to retrain)", cfg.out_dir)
-        return cfg.out_dir
+        return {"checkpoint": cfg.out_dir, "skipped": True}
     started = time.time()
-    with Checker(workers=cfg.checker_workers, deadline=cfg.checker_deadline) as checker:
+    # a checker made here is closed here; a given one stays open for the caller
+    made = Checker(workers=cfg.checker_workers, deadline=cfg.checker_deadline) if checker is None else None
+    with made if made is not None else nullcontext(checker) as checker:
         trainer, info = build_grpo_trainer(cfg, checker, rt)
         trainer.train(resume_from_checkpoint=resume_from)
     save_final(trainer, cfg, info["model_path"])
     write_summary(trainer, cfg, {"stage": "rl", "data": info}, started)
-    return cfg.out_dir
+    return {"checkpoint": cfg.out_dir, "skipped": False}

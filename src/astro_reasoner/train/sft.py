@@ -12,16 +12,21 @@ examples that would be cut and warn (or drop them with ``drop_long=true``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..io import DataError, numbered_jsonl, read_jsonl
 from .common import (Runtime, add_umask_callback, build_trl_config, common_trl_kwargs, lora_config,
                      prepare_environment, resolve_model_path, resolve_runtime, save_final, start_run, write_summary)
 from .card import install_model_card
 from .config import SFTStageConfig
+
+if TYPE_CHECKING:  # annotations only: the protocols every backend / checker (and test double) implements
+    from ..backends.base import Policy
+    from ..checking import AnswerChecker
 
 log = logging.getLogger(__name__)
 
@@ -131,22 +136,28 @@ def build_sft_trainer(cfg: SFTStageConfig, rt: Runtime | None = None):
     return trainer, stats
 
 
-def run_sft(cfg: SFTStageConfig) -> str:
-    """Train, save an HF checkpoint (safetensors + tokenizer + chat template) in ``cfg.out_dir``, return it.
+def run_sft(data: str | Path, out: str | Path, cfg: SFTStageConfig, *, policy: Policy | None = None,
+            checker: AnswerChecker | None = None) -> dict[str, Any]:
+    """Train on ``data`` (sft.jsonl), save an HF checkpoint (safetensors + tokenizer + chat template) in ``out``;
+    return ``{"checkpoint": out, "skipped": bool}`` (skipped: ``out`` already held this finished run).
 
-    Re-running with the same config skips a finished run and resumes an interrupted one from its latest
-    ``checkpoint-N`` (``resume=auto``).
+    ``data`` and ``out`` replace ``cfg.data`` / ``cfg.out_dir`` (the config keeps both fields so that a YAML
+    file, e.g. the pipeline's ``launch_config.yaml``, describes the whole run). ``policy`` and ``checker`` are
+    not used (the trainer loads ``cfg.model`` itself; SFT checks no answers); they are accepted so every stage
+    is called the same way. Re-running with the same config skips a finished run and resumes an interrupted
+    one from its latest ``checkpoint-N`` (``resume=auto``).
     """
+    cfg = dataclasses.replace(cfg, data=str(data), out_dir=str(out))
     rt = resolve_runtime(cfg)  # device/precision errors before anything is written
     prepare_environment(cfg, rt)
     require_examples(cfg.data)  # an empty sft.jsonl: one line now, not a claimed out_dir and a library error
     finished, resume_from, lock = start_run(cfg)  # noqa: F841 - the lock is held for the run
     if finished:
         log.warning("%s already holds this finished SFT run; skipping (overwrite=true to retrain)", cfg.out_dir)
-        return cfg.out_dir
+        return {"checkpoint": cfg.out_dir, "skipped": True}
     started = time.time()
     trainer, stats = build_sft_trainer(cfg, rt)
     trainer.train(resume_from_checkpoint=resume_from)
     save_final(trainer, cfg, stats["model_path"])
     write_summary(trainer, cfg, {"stage": "sft", "data": stats}, started)
-    return cfg.out_dir
+    return {"checkpoint": cfg.out_dir, "skipped": False}
