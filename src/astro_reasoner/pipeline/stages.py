@@ -162,7 +162,6 @@ class _Builder:
     def sft(self, mode: str):
         def run(out: Path, inputs: dict[str, Path]) -> dict[str, Any]:
             from ..train import SFTStageConfig
-
             from .warm_start import replay_mix
 
             data, replayed = replay_mix(self.cfg, inputs, inputs[f"clone-{mode}"] / "sft.jsonl", out)
