@@ -34,3 +34,15 @@ def test_one_line_at_completion_within_the_interval():
 def test_no_log_lines_on_a_terminal_or_when_disabled():
     assert not [line for line in _run(0.0, terminal=True) if line.startswith("search: ")]
     assert _run(0.0, disable=True) == []
+
+
+def test_eta_falls_back_to_the_average_rate_between_bursts():
+    from astro_reasoner.progress import eta
+
+    class Burst:  # 32 of 120 trees done after 600 s, none in rich's last ~30 s window
+        time_remaining, total, completed, elapsed = None, 120, 32, 600.0
+    assert eta(Burst()) == 600.0 * 88 / 32
+    Burst.completed = 0  # nothing done yet: no estimate
+    assert eta(Burst()) is None
+    Burst.time_remaining = 12.0  # rich has one: it wins
+    assert eta(Burst()) == 12.0

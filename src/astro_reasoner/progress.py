@@ -61,4 +61,13 @@ class Progress(rp.Progress):
         fields = "".join(f" · {k} {v}" for k, v in task.fields.items())
         name = rp.Text.from_markup(task.description).plain or "progress"
         self.console.print(f"{name}: {done}{pct}{fields} · {_clock(task.elapsed)} elapsed · ETA "
-                           f"{_clock(task.time_remaining)}", markup=False, highlight=False)
+                           f"{_clock(eta(task))}", markup=False, highlight=False)
+
+
+def eta(task: rp.Task) -> float | None:
+    """rich's ETA (from the last ~30 s of progress), or, when that window saw none, the average rate since the
+    start: searches finish trees in bursts (a batch of trees shares the engine's slots), and a log line between
+    bursts would otherwise say "ETA -" for most of an hour."""
+    if task.time_remaining is not None or not (task.total and task.completed and task.elapsed):
+        return task.time_remaining
+    return task.elapsed * (task.total - task.completed) / task.completed
