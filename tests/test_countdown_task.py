@@ -341,7 +341,7 @@ def test_random_expressions_agree_with_exact_arithmetic():
 
 
 def test_data_synth_task_option_feeds_the_pipeline_spec():
-    from astro_reasoner.data import synthesize
+    from astro_reasoner.tasks import synthesize
 
     ps = synthesize(n=5, seed=2, task="countdown", split="validation", counts=[3])
     assert [p.meta["split"] for p in ps] == ["validation"] * 5 and all(len(p.meta["numbers"]) == 3 for p in ps)

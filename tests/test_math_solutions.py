@@ -9,7 +9,8 @@ import pytest
 from astro_reasoner.data import load_problems
 from astro_reasoner.io import DataError
 from astro_reasoner.prompts import STEP_DELIMITER, STEP_INSTRUCTION, SYSTEM_PROMPT
-from astro_reasoner.tasks import warmstart_rows
+from astro_reasoner.clone.export import direct_row
+from astro_reasoner.tasks import direct_solutions
 from astro_reasoner.tasks.math_solutions import solution_steps
 from astro_reasoner.types import Problem
 
@@ -52,6 +53,12 @@ def test_the_last_line_must_state_the_answer_as_a_number(solution, answer):
 ])
 def test_unusable_solutions_are_refused_with_a_reason(solution, answer, reason):
     assert solution_steps(solution, answer) == (None, reason)
+
+
+def warmstart_rows(problems, **kw):
+    """The pipeline's warm-start rows (pipeline/warm_start.build_rows): each direct solution as an SFT row."""
+    sols, skipped = direct_solutions(problems, **kw)
+    return [direct_row(p, text, j) for p, j, text in sols], skipped
 
 
 def test_a_solution_already_in_the_step_format_is_kept_when_it_boxes_the_gold_answer():

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from astro_reasoner.cli import main
-from astro_reasoner.pipeline.stages import stage_stats
+from astro_reasoner.pipeline.runner import stage_stats
 from pipeline_helpers import build_format_tuned_tiny, llama_server_command, pipeline_config
 
 pytestmark = pytest.mark.server

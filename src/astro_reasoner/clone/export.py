@@ -41,6 +41,14 @@ def sft_row(problem: str | Problem, rec: CotRecord) -> dict[str, Any]:
             "rewritten": bool(rec.rewritten), "selfeval_votes": list(rec.votes)}
 
 
+def direct_row(problem: Problem, text: str, index: int = 0) -> dict[str, Any]:
+    """The SFT row of a direct solution written outside search (the warm start's: a task's solver or a record's
+    worked solution): one attempt, no reflection, no backtracking; ``index`` tells draws of one problem apart."""
+    return {"problem_id": problem.id, "prompt": training_messages(problem),
+            "completion": [{"role": "assistant", "content": text}], "mode": "warmstart",
+            "n_backtracks": 0, "trace_index": int(index)}
+
+
 def rl_row(problem_id: str, problem: str | Problem, answer: str, solved: bool) -> dict[str, Any]:
     from ..tasks import task_fields
 

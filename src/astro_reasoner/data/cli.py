@@ -43,7 +43,7 @@ def synth_command(
     Countdown puzzles (every one solvable; records carry task, numbers and target)."""
     from ..io import write_jsonl
     from .loaders import write_problems
-    from .synth import synthesize
+    from ..tasks.math_synth import synthesize
 
     try:
         if task == "countdown":
@@ -60,9 +60,10 @@ def synth_command(
             typer.echo(f"wrote {len(problems)} countdown puzzles ({split} split, {counts} numbers in "
                        f"{min_number}..{max_number}, targets {min_target}..{max_target}, seed {seed}) to {output}")
             if sft is not None:
-                from ..tasks.countdown_solver import warmstart_rows
+                from ..clone.export import direct_row
+                from ..tasks.countdown_solver import direct_solutions
 
-                rows = warmstart_rows(problems, sft_per_problem, seed)
+                rows = [direct_row(p, text, j) for p, j, text in direct_solutions(problems, sft_per_problem, seed)]
                 write_jsonl(sft, rows)
                 typer.echo(f"wrote {len(rows)} warm-start SFT rows (direct solutions) to {sft}")
             return

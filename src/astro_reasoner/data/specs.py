@@ -57,7 +57,8 @@ def check_spec(spec: Any, where: str) -> None:
 
 def load_spec(spec: Any, data_dir: str | None = None, limit: int | None = None, where: str = "data") -> list[Problem]:
     """The problems of ``spec`` (see the module docstring), at most ``limit`` of them (after slicing)."""
-    from . import load_problems, synthesize
+    from ..tasks import synthesize  # the task's generator (math: tasks/math_synth.py)
+    from . import load_problems
 
     check_spec(spec, where)
     if isinstance(spec, dict) and "synth" in spec:

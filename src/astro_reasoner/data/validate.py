@@ -210,7 +210,7 @@ def check_synth_options(options: Any, where: str) -> None:
     import inspect
 
     from ..config import ConfigError
-    from .synth import synthesize, validate_options
+    from ..tasks.math_synth import synthesize, validate_options
 
     if options is None:
         return

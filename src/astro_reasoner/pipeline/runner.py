@@ -27,6 +27,11 @@ from ..config import ConfigError
 from ..io import lock_dir, read_json, stable_hash, write_json
 
 DONE = "_done.json"
+
+
+def stage_stats(stage_dir: Path) -> dict[str, Any]:
+    """The accounting a finished stage wrote (``_done.json`` ``stats``): the one reader of it."""
+    return read_json(stage_dir / DONE).get("stats", {})
 STARTED = "_started.json"
 
 

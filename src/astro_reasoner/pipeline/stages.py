@@ -20,15 +20,10 @@ from ..config import ConfigError, build_config
 from ..data.specs import load_spec
 from ..io import read_json, write_json
 from .config import PipelineConfig
-from .runner import DONE, Stage, StageGraph
+from .runner import Stage, StageGraph, stage_stats
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-def stage_stats(stage_dir: Path) -> dict[str, Any]:
-    """The accounting a finished stage wrote (``_done.json`` ``stats``)."""
-    return read_json(stage_dir / DONE).get("stats", {})
 
 
 def _problems_path(stage_dir: Path, split: str) -> Path:

@@ -13,7 +13,7 @@ from ..evaluate.attempts import attempts_markdown
 from ..evaluate.compare import BACKTRACK_BINS, accuracy_by_backtracks, paired_difference, rl_signal
 from ..io import read_json, read_jsonl, write_json, write_text_atomic
 from .config import PipelineConfig
-from .runner import DONE
+from .runner import DONE, stage_stats
 
 ROWS = (("base", "eval-base"), ("Direct-SFT", "eval-sft-direct"), ("ASTRO-SFT", "eval-sft-astro"),
         ("Direct-RL", "eval-rl-direct"), ("ASTRO-RL", "eval-rl-astro"))
@@ -62,8 +62,6 @@ def collect(run_dir: Path, stage_order: list[str] | None = None, seed: int = 0) 
     for mode in ("direct", "astro"):
         done = run_dir / f"rl-{mode}" / DONE
         if done.exists():
-            from .stages import stage_stats  # the one reader of a stage's accounting
-
             ckpt = stage_stats(done.parent).get("checkpoint")
             sig = rl_signal(Path(ckpt) / "metrics.jsonl") if ckpt else None
             if sig:

@@ -2,7 +2,7 @@
 
 SFT ``model`` on DIRECT solutions (one attempt, no reflection, no backtracking) and make that checkpoint the base
 of everything else (search, both arms, the "base" row). The rows come from ``warm_start.data`` by task
-(``tasks.warmstart_rows``: Countdown's solver, or a math record's worked ``solution`` such as GSM8K's), or from
+(``tasks.direct_solutions``: Countdown's solver, or a math record's worked ``solution`` such as GSM8K's), or from
 an SFT JSONL (``sft_data``). With ``select:``, every saved checkpoint is scored on VALIDATION problems and the
 best one is kept (early stopping; the test split is never looked at).
 """
@@ -29,8 +29,9 @@ def held_out_texts(cfg) -> set[str]:
 
 def build_rows(cfg, out: Path) -> tuple[str, dict[str, Any], set[str]]:
     """(the SFT JSONL to train on, its stats, the texts of the problems it trains on) for ``cfg.warm_start``."""
+    from ..clone.export import direct_row
     from ..io import write_jsonl
-    from ..tasks import warmstart_rows
+    from ..tasks import direct_solutions
 
     ws = cfg.warm_start or {}
     if "sft_data" in ws:
@@ -38,7 +39,8 @@ def build_rows(cfg, out: Path) -> tuple[str, dict[str, Any], set[str]]:
     problems = load_spec(ws["data"], cfg.data.data_dir, where="warm_start.data")
     held_out = held_out_texts(cfg)
     kept = [p for p in problems if p.problem.strip() not in held_out]  # never train on the test split
-    rows, skipped = warmstart_rows(kept, int(ws.get("per_problem", 1)), cfg.seed)
+    sols, skipped = direct_solutions(kept, int(ws.get("per_problem", 1)), cfg.seed)
+    rows = [direct_row(p, text, j) for p, j, text in sols]
     if not rows:
         why = ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in skipped.items() if n)
         raise ConfigError(f"warm_start.data: none of its {len(kept)} problems has a usable worked solution "

@@ -13,7 +13,7 @@ existed: no task fields, the plain answer string as the gold, the math prompt.
 - :func:`prompt_parts` -- the problem statement and prompt configuration for ``prompts.problem_messages``;
 - :func:`vote_keys` -- how maj@k groups a problem's answers (None for math: by the checker's equivalence);
 - :func:`synthesize` -- the task's generator (``astro data synth --task``);
-- :func:`warmstart_rows` -- direct-solution SFT rows for the pipeline's warm start (countdown: the solver's;
+- :func:`direct_solutions` -- direct solutions for the pipeline's warm start (countdown: the solver's;
   math: the record's worked ``solution``, :mod:`.math_solutions`).
 """
 
@@ -87,13 +87,13 @@ def prompt_parts(problem: Problem, cfg):
         return problem.problem, cfg
     from dataclasses import replace
 
-    from .. import prompts
     from . import countdown_solver as cd
+    from .math_prompt import FEW_SHOT, STEP_INSTRUCTION, SYSTEM_PROMPT
 
-    examples = cd.examples() if cfg.examples == prompts.FEW_SHOT else cfg.examples
+    examples = cd.examples() if cfg.examples == FEW_SHOT else cfg.examples
     return cd.statement(fields["numbers"], fields["target"]), replace(
-        cfg, system=cd.SYSTEM_PROMPT if cfg.system == prompts.SYSTEM_PROMPT else cfg.system,
-        instruction=cd.INSTRUCTION if cfg.instruction == prompts.STEP_INSTRUCTION else cfg.instruction,
+        cfg, system=cd.SYSTEM_PROMPT if cfg.system == SYSTEM_PROMPT else cfg.system,
+        instruction=cd.INSTRUCTION if cfg.instruction == STEP_INSTRUCTION else cfg.instruction,
         examples=examples, few_shot=min(cfg.few_shot, len(examples)))
 
 
@@ -111,9 +111,9 @@ def vote_keys(task: str | None, answers: list[str | None], verdicts: list[str]) 
 
 
 def synthesize(task: str = DEFAULT_TASK, **options: Any) -> list[Problem]:
-    """Problems from the task's generator (math: :func:`astro_reasoner.data.synth.synthesize`)."""
+    """Problems from the task's generator (math: :func:`astro_reasoner.tasks.math_synth.synthesize`)."""
     if task == DEFAULT_TASK:
-        from ..data.synth import synthesize as math_synth
+        from .math_synth import synthesize as math_synth
 
         return math_synth(**options)
     if task == "countdown":
@@ -123,20 +123,21 @@ def synthesize(task: str = DEFAULT_TASK, **options: Any) -> list[Problem]:
     raise ValueError(f"task={task!r}: use one of {', '.join(TASK_NAMES)}")
 
 
-def warmstart_rows(problems: list[Problem], per_problem: int = 1,
-                   seed: int = 0) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """(SFT rows of direct solutions, skipped counts by reason) for the warm start, each problem by its task:
-    countdown puzzles get ``per_problem`` solver-written solutions, math problems their one worked solution
-    (``meta["solution"]``; a problem without a usable one is skipped and counted)."""
+def direct_solutions(problems: list[Problem], per_problem: int = 1,
+                     seed: int = 0) -> tuple[list[tuple[Problem, int, str]], dict[str, int]]:
+    """((problem, draw index, solution text) of direct solutions, skipped counts by reason) for the warm start,
+    each problem by its task: countdown puzzles get ``per_problem`` solver-written solutions, math problems
+    their one worked solution (``meta["solution"]``; a problem without a usable one is skipped and counted).
+    ``clone.export.direct_row`` makes the SFT rows."""
     from . import math_solutions
-    from .countdown_solver import warmstart_rows as countdown_rows
+    from .countdown_solver import direct_solutions as countdown_solutions
 
     if per_problem != 1 and any(task_name(p) == DEFAULT_TASK for p in problems):
         raise DataError(f"per_problem={per_problem}: a math problem has one worked solution; use per_problem: 1 "
                         "(train longer with sft.max_steps or num_train_epochs instead)")
-    rows = countdown_rows([p for p in problems if task_name(p) == "countdown"], per_problem, seed)
+    sols = countdown_solutions([p for p in problems if task_name(p) == "countdown"], per_problem, seed)
     math = [p for p in problems if task_name(p) == DEFAULT_TASK]
     if not math:
-        return rows, {}
-    math_rows, skipped = math_solutions.warmstart_rows(math)
-    return rows + math_rows, skipped
+        return sols, {}
+    math_sols, skipped = math_solutions.direct_solutions(math)
+    return sols + math_sols, skipped

@@ -259,26 +259,19 @@ def synthesize(n: int = 200, seed: int = 0, *, split: str = "train", counts: Seq
     return out
 
 
-def warmstart_rows(problems: Sequence[Problem], per_problem: int = 1, seed: int = 0) -> list[dict[str, Any]]:
-    """SFT rows (TRL conversational prompt-completion, the zero-shot training prompt of ``astro clone``) whose
-    completions are solver-written direct solutions, ``per_problem`` different draws each.
+def direct_solutions(problems: Sequence[Problem], per_problem: int = 1,
+                     seed: int = 0) -> list[tuple[Problem, int, str]]:
+    """(puzzle, draw index, text) of solver-written direct solutions, ``per_problem`` different draws each
+    (``clone.export.direct_row`` makes them SFT rows).
 
     The warm start of issue 16: SmolLM2-135M gets few single Countdown steps right on its own, which leaves
     search nothing to find, while the paper starts from a model that solves most steps but does not search.
-    A short SFT on these rows (one attempt, no reflection, no backtracking) gives the miniature that start;
-    both arms (ASTRO and Direct) then begin from the same warm-started model.
+    A short SFT on these solutions (one attempt, no reflection, no backtracking) gives the miniature that
+    start; both arms (ASTRO and Direct) then begin from the same warm-started model.
     """
-    from ..prompts import PromptConfig, problem_messages
-
-    rows = []
-    for p in problems:
-        for j in range(per_problem):
-            rng = random.Random(stable_seed(seed, p.id, "warmstart", j))
-            text = direct_solution(p.meta["numbers"], p.meta["target"], rng)
-            rows.append({"problem_id": p.id, "prompt": problem_messages(p, PromptConfig(few_shot=0)),
-                         "completion": [{"role": "assistant", "content": text}], "mode": "warmstart",
-                         "n_backtracks": 0, "trace_index": j})
-    return rows
+    return [(p, j, direct_solution(p.meta["numbers"], p.meta["target"],
+                                   random.Random(stable_seed(seed, p.id, "warmstart", j))))
+            for p in problems for j in range(per_problem)]
 
 
 def to_record(p: Problem) -> dict[str, Any]:

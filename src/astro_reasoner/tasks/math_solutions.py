@@ -6,8 +6,8 @@ GSM8K writes a solution as one computation per line with calculator annotations,
     Natalia sold 48/2 = <<48/2=24>>24 clips in May.
     Natalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.
 
-:func:`solution_steps` turns it into the step format of the math prompt (``prompts.STEP_INSTRUCTION`` and its
-worked examples ``prompts.FEW_SHOT``): one step per line, steps separated by a blank line, the ``<<...>>``
+:func:`solution_steps` turns it into the step format of the math prompt (``tasks.math_prompt.STEP_INSTRUCTION`` and its
+worked examples ``FEW_SHOT``): one step per line, steps separated by a blank line, the ``<<...>>``
 annotations removed, and a final step ``The answer is \\boxed{72}.`` with the gold answer::
 
     Natalia sold 48/2 = 24 clips in May.
@@ -69,21 +69,15 @@ def solution_steps(solution: Any, answer: str) -> tuple[str | None, str | None]:
     return STEP_DELIMITER.join([*steps, f"The answer is \\boxed{{{answer.strip()}}}."]), None
 
 
-def warmstart_rows(problems: Sequence[Problem]) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """(SFT rows, skipped counts by reason): one row per problem whose ``meta["solution"]`` is usable.
-
-    The rows have the shape of ``countdown_solver.warmstart_rows`` (TRL conversational prompt-completion with
-    the zero-shot training prompt of ``astro clone``): a direct solution, no reflection, no backtracking."""
-    from ..prompts import PromptConfig, problem_messages
-
-    rows: list[dict[str, Any]] = []
+def direct_solutions(problems: Sequence[Problem]) -> tuple[list[tuple[Problem, int, str]], dict[str, int]]:
+    """((problem, 0, solution text), skipped counts by reason): one direct solution per problem whose
+    ``meta["solution"]`` is usable (no reflection, no backtracking; ``clone.export.direct_row`` makes the rows)."""
+    sols: list[tuple[Problem, int, str]] = []
     skipped = dict.fromkeys(SKIP_REASONS, 0)
     for p in problems:
         text, why = solution_steps(p.meta.get("solution"), p.answer)
         if text is None:
             skipped[why] += 1
             continue
-        rows.append({"problem_id": p.id, "prompt": problem_messages(p, PromptConfig(few_shot=0)),
-                     "completion": [{"role": "assistant", "content": text}], "mode": "warmstart",
-                     "n_backtracks": 0, "trace_index": 0})
-    return rows, skipped
+        sols.append((p, 0, text))
+    return sols, skipped

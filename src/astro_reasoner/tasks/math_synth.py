@@ -171,24 +171,18 @@ def validate_options(steps: int, n: int, ops: str, min_value: int, max_value: in
 
 
 def synthesize(steps: int = 2, n: int = 200, seed: int = 0, *, ops: str = OPS, min_value: int = 2,
-               max_value: int = 50, max_factor: int = 5, solutions: bool = True, task: str = "math",
-               **task_options) -> list[Problem]:
+               max_value: int = 50, max_factor: int = 5, solutions: bool = True, **unknown) -> list[Problem]:
     """``n`` distinct word problems of ``steps`` operations each, drawn from ``ops`` ("+-*/").
 
     The start amount and the amounts added or taken away lie in [min_value, max_value] where divisibility
     allows; factors and divisors lie in [2, max_factor]. ``meta`` holds the story, the operations
     (``[["start", 12], ["+", 5], ...]``) and, with ``solutions``, the reference solution.
 
-    ``task="countdown"`` makes Countdown puzzles instead (``astro_reasoner.tasks.countdown_solver.synthesize``:
-    ``n``, ``seed``, ``solutions`` and its own ``task_options`` such as ``split``, ``counts``,
-    ``max_number``, ``max_target``; the word-problem options do not apply).
+    The math task's generator; ``astro_reasoner.tasks.synthesize(task=...)`` picks a task's (Countdown:
+    ``tasks.countdown_solver.synthesize``, with its own options such as ``split``, ``counts``, ``max_number``).
     """
-    if task != "math":
-        from ..tasks import synthesize as task_synthesize
-
-        return task_synthesize(task, n=n, seed=seed, solutions=solutions, **task_options)
-    if task_options:
-        raise ValueError(f"unknown option(s) {', '.join(sorted(task_options))} for math problems; the options "
+    if unknown:
+        raise ValueError(f"unknown option(s) {', '.join(sorted(unknown))} for math problems; the options "
                          "are steps, n, seed, ops, min_value, max_value, max_factor, solutions (or set "
                          "task: countdown)")
     ops = validate_options(steps, n, ops, min_value, max_value, max_factor)
