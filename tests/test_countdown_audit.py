@@ -21,6 +21,19 @@ def test_false_steps_are_counted_exactly():
     assert audit.false_steps("no steps here") == (0, 0)
 
 
-def test_each_stated_answer_is_verified():
-    row = {"text": TEXT, "numbers": [7, 6, 1], "target": 35}
-    assert audit.stated_verdicts(row) == ["wrong", "correct"]
+def test_eval_samples_get_the_attempts_table(tmp_path, capsys):
+    import json
+
+    from astro_reasoner.evaluate.behaviour_stats import behaviour_counts
+
+    text = TEXT.replace("Let's go back.", "But wait, are we solving the problem correctly so far? Hmm… I'm not "
+                        "sure this is right.\n\nLet's start over and solve the problem differently.")
+    row = {"text": text, "numbers": [7, 6, 1], "target": 35, "gold": "35", "task": "countdown",
+           **behaviour_counts(text)}
+    assert row["backtracks"] == 1
+    path = tmp_path / "samples.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    audit.audit(str(path))
+    out = capsys.readouterr().out
+    assert "1 of 4 steps false" in out  # "7 * 6 = 35"; the check lines are not operation steps
+    assert "| 0 / 0 (–)" not in out and "| 1 / 1 (100 %) | 0 | 0 | 1 | 0 |" in out  # wrong -> correct
