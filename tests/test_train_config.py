@@ -153,3 +153,21 @@ def test_group_size_must_divide_the_generation_batch(tmp_path, tiny_model_dir):
                                        "per_device_train_batch_size": 3})
     with pytest.raises(ConfigError, match="divisible by num_generations.*per_device_train_batch_size=4"):
         build_grpo_trainer(cfg, checker=None)
+
+
+def test_our_loss_types_are_the_ones_trl_documents():
+    """LOSS_TYPES is a copy (configs validate on construction without importing TRL); this fails when the
+    installed TRL documents another set, so the copy cannot drift silently."""
+    import dataclasses
+    import re
+
+    pytest.importorskip("trl")
+    from trl import GRPOConfig
+
+    from astro_reasoner.train.config import LOSS_TYPES
+
+    help_text = {f.name: f.metadata.get("help", "") for f in dataclasses.fields(GRPOConfig)}["loss_type"]
+    sentence = re.search(r"Supported values are (.*?)\.", help_text)
+    assert sentence, "TRL's loss_type help changed its wording; compare LOSS_TYPES by hand"
+    documented = set(re.findall(r"'(\w+)'", sentence.group(1)))
+    assert documented == set(LOSS_TYPES), f"TRL documents {sorted(documented)}; update train/config.py LOSS_TYPES"
