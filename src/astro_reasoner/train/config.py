@@ -18,7 +18,9 @@ from ..config import ConfigError, require
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
-LOSS_TYPES = ("dapo", "bnpo", "grpo", "dr_grpo", "cispo", "sapo", "luspo", "vespo")  # TRL 1.16's; tests/test_train_config.py fails when TRL documents another set
+# TRL 1.16's loss types (a copy: configs validate without importing TRL); tests/test_train_config.py fails when
+# the installed TRL documents another set.
+LOSS_TYPES = ("dapo", "bnpo", "grpo", "dr_grpo", "cispo", "sapo", "luspo", "vespo")
 SCALE_REWARDS = ("group", "batch", "none")
 VLLM_MODES = ("server", "colocate")
 
