@@ -48,14 +48,31 @@ def test_cpu_runtime_is_chosen_automatically():
 
     if torch.cuda.is_available():
         pytest.skip("checks the CPU choice")
-    from astro_reasoner.train.common import _cpu_has_bf16
+    from astro_reasoner.train.common import _cpu_has_amx, _cpu_has_bf16
 
     rt = resolve_runtime(build_config(SFTStageConfig, REQUIRED_SFT))
-    # auto: bf16 autocast over fp32 weights where the CPU has native bfloat16, plain fp32 elsewhere
-    assert (rt.device, rt.use_cpu, rt.bf16, rt.fp16, rt.dtype) == ("cpu", True, _cpu_has_bf16(), False, "float32")
+    # auto: bf16 autocast over fp32 weights where the CPU has AMX, plain fp32 elsewhere
+    want_bf16 = _cpu_has_bf16() and _cpu_has_amx()
+    assert (rt.device, rt.use_cpu, rt.bf16, rt.fp16, rt.dtype) == ("cpu", True, want_bf16, False, "float32")
     rt = resolve_runtime(build_config(SFTStageConfig, {**REQUIRED_SFT, "precision": "fp32"}))
     assert (rt.bf16, rt.dtype) == (False, "float32")
     assert rt.activation_checkpointing is False  # off on CPU unless asked for
+
+
+def test_auto_precision_on_cpu_takes_bf16_only_with_amx(monkeypatch):
+    """AVX512-BF16 without AMX runs bf16 autocast slower than fp32 (measured 2x on a matmul): auto keeps fp32."""
+    import torch
+
+    from astro_reasoner.train import common
+
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU choice")
+    cfg = build_config(SFTStageConfig, REQUIRED_SFT)
+    monkeypatch.setattr(common, "_cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(common, "_cpu_has_amx", lambda: False)
+    assert common.resolve_runtime(cfg).bf16 is False
+    monkeypatch.setattr(common, "_cpu_has_amx", lambda: True)
+    assert common.resolve_runtime(cfg).bf16 is True
 
 
 @pytest.mark.parametrize("values,use_vllm,match", [

@@ -31,7 +31,7 @@ class TrainCommon:
 
     model: str = ""  # HF dir, hub id, or alias (``smollm2-135m``) resolved by astro_reasoner.models
     out_dir: str = ""
-    # -- device / precision (common.resolve_runtime: auto -> bf16 where the device has it natively, else fp32)
+    # -- device / precision (common.resolve_runtime: auto -> bf16 on a GPU that has it or a CPU with AMX, else fp32)
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (fp16 needs a CUDA GPU; bf16 a GPU or a CPU with AMX/BF16)
     threads: int = 0  # torch intra-op threads on CPU; 0 = OMP_NUM_THREADS or torch's default (one per core)
@@ -74,7 +74,7 @@ class TrainCommon:
     def _validate_common(self) -> None:
         require(self.device in DEVICES, f"device={self.device!r}: use one of {', '.join(DEVICES)}")
         require(self.precision in PRECISIONS,
-                f"precision={self.precision!r}: use one of {', '.join(PRECISIONS)} (auto: bf16 where native, else fp32)")
+                f"precision={self.precision!r}: use one of {', '.join(PRECISIONS)} (auto: bf16 on a GPU that has it or a CPU with AMX, else fp32)")
         require(self.threads >= 0, f"threads={self.threads}: use 0 (default) or a positive thread count")
         require(self.learning_rate > 0, f"learning_rate={self.learning_rate}: must be > 0")
         require(self.num_train_epochs > 0 or self.max_steps > 0,
