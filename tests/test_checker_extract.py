@@ -8,7 +8,7 @@ from fractions import Fraction
 import pytest
 
 from astro_reasoner.checking import extract_answer
-from astro_reasoner.checking.extract import as_number, last_boxed, normalize, sanitize
+from astro_reasoner.answers import as_number, last_boxed, normalize, sanitize
 
 
 @pytest.mark.parametrize("text, expected", [

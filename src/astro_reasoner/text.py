@@ -19,7 +19,7 @@ Final answers. Two questions, two functions:
   with a boxed answer ends the solution) and the renderer's "does the final step already carry its box".
   Only ``\\boxed`` counts, because that is what the prompt asks for; it is a cheap test, the checker decides.
 - :func:`last_boxed` -- what is the final answer? The content of the last complete ``\\boxed{}`` /
-  ``\\fbox{}`` / ``\\boxed x`` (what the checker grades; ``checking.extract`` adds the phrase fallbacks).
+  ``\\fbox{}`` / ``\\boxed x`` (what the checker grades; ``answers.extract_answer`` adds the phrase fallbacks).
 """
 
 from __future__ import annotations

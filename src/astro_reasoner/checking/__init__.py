@@ -2,7 +2,7 @@
 pool with hard deadlines). See :mod:`.checker` for the decision steps."""
 
 from .checker import AnswerChecker, Checker, CheckResult, completion_text
-from .extract import extract_answer
+from ..answers import extract_answer
 from .pool import CheckerError
 
 __all__ = ["AnswerChecker", "Checker", "CheckResult", "CheckerError", "completion_text", "extract_answer"]

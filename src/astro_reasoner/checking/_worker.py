@@ -25,7 +25,7 @@ from collections import OrderedDict
 from itertools import product
 
 from ..types import Verdict
-from .extract import extract_answer
+from ..answers import extract_answer
 
 PARSE_CACHE_SIZE = 4096
 # Typical answer shapes (written by us), checked in the zygote before it forks any worker (see the module

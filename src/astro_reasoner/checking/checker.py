@@ -32,7 +32,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..text import box_content_or_text
 from ..types import Verdict
-from .extract import as_number, extract_answer, normalize, sanitize
+from ..answers import as_number, extract_answer, normalize, sanitize
 from .pool import WorkerPool
 
 _DOLLAR = re.compile(r"(?<!\\)\$")

@@ -6,7 +6,7 @@ filter is on), ``traces.jsonl`` (every trace, with its moves), ``cots.jsonl`` (o
 CoT and what happened to it), ``sft.jsonl``, ``rl.jsonl``, ``README.md`` (dataset card), ``stats.json``
 (including the SFT mix: k = 0 and k >= 1 examples per problem), ``clone_config.json``. The LM stages append
 per batch, so a run resumes where it stopped.
-Trees are read with the search's reader (``search.storage.iter_trees``): a malformed line stops the run with
+Trees are read with the one tree reader (``trees.iter_trees``): a malformed line stops the run with
 one error naming file:line, and only a torn last line (a search still writing, or killed) is dropped. Trees
 that parse but are broken, and trees without a correct or wrong terminal, are counted and reported
 (``stats["messages"]``).
@@ -44,7 +44,7 @@ def read_trees(path: str | Path) -> tuple[list[SearchTree], dict[str, Any]]:
     """Trees from a trees.jsonl file or a search output directory, through the search's own reader (one
     bad-line policy: a malformed line, a non-tree line or a repeated problem id is a DataError naming
     file:line; only a torn last line is dropped). Trees whose structure is broken are skipped and counted."""
-    from ..search.storage import iter_trees
+    from ..trees import iter_trees
 
     info: dict[str, Any] = {"malformed": 0, "duplicate_ids": 0, "messages": []}
     trees: list[SearchTree] = []

@@ -80,7 +80,7 @@ def synth_command(
 
 
 def _answer_kind(answer: str) -> str:
-    from ..checking.extract import as_number, normalize
+    from ..answers import as_number, normalize
 
     value = as_number(normalize(answer))
     if value is None:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..checking.extract import last_boxed
+from ..answers import last_boxed
 from ..io import DataError
 from ..types import Problem
 

@@ -33,7 +33,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..checking.extract import as_number, normalize
+from ..answers import as_number, normalize
 from ..text import BOXED, STEP_DELIMITER, cut_at_answer, has_boxed, split_steps  # noqa: F401 (re-exported)
 from ..types import NO_PARENT, ROOT_ID, Completion, Node, SearchTree, Verdict
 

@@ -1,24 +1,21 @@
-"""Where finished trees live: ``trees.jsonl`` (one ``SearchTree.to_json()`` per line) in an output dir.
+"""The search's output directory: shards, unique ids, and the claim of the directory for one set of settings.
 
-Each finished tree is appended and fsynced as one line, so a crash loses at most the trees still in flight;
-a torn last line is dropped on the next start, and problem ids already in the file are skipped (resume).
-``--shard i/n`` writes ``trees.shard-i-of-n.jsonl`` in the same directory, so shards of one run can share
-a directory without two processes appending to one file; ``load_trees(dir)`` reads them all.
+The ``trees.jsonl`` format itself (write, read, resume ids) is ``astro_reasoner.trees``, below every stage that
+reads trees (procedure cloning reads them too); its names are re-exported here for the search's own modules.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 from ..config import ConfigError
-from ..io import DataError, DirLock, append_jsonl, done_ids, numbered_jsonl
+from ..io import DataError, DirLock
 from ..outdir import claim_out_dir
-from ..types import Problem, SearchTree
+from ..trees import (RUN_STATS, TREES_FILE, append_tree, completed_ids, iter_trees, load_trees,  # noqa: F401
+                     tree_content, tree_files, trees_path)
+from ..types import Problem
 
-TREES_FILE = "trees.jsonl"
 SETTINGS_FILE = "search_config.json"
 
 
@@ -44,11 +41,6 @@ def select_shard(problems: Sequence[Problem], shard: tuple[int, int] | None) -> 
     return list(problems[i::n])
 
 
-def trees_path(out_dir: str | os.PathLike, shard: tuple[int, int] | None = None) -> Path:
-    name = TREES_FILE if shard is None else f"trees.shard-{shard[0]}-of-{shard[1]}.jsonl"
-    return Path(out_dir) / name
-
-
 def check_unique_ids(problems: Sequence[Problem]) -> None:
     seen: set[str] = set()
     for p in problems:
@@ -56,68 +48,6 @@ def check_unique_ids(problems: Sequence[Problem]) -> None:
             raise DataError(f"problem id {p.id!r} appears twice in the problem set; ids must be unique "
                             "(trees are keyed by problem id for resume)")
         seen.add(p.id)
-
-
-def completed_ids(out_dir: str | os.PathLike) -> set[str]:
-    """Problem ids with a finished tree in any trees file of ``out_dir`` (torn tails dropped first)."""
-    ids: set[str] = set()
-    for path in tree_files(out_dir):
-        ids |= done_ids(path)
-    return ids
-
-
-# Tree stats that measure how the run went (timing; how many backend calls the tree's prompts were spread
-# over, which depends on what else was in the batch), not what the tree is.
-RUN_STATS = ("wall_seconds", "backend_calls")
-
-
-def tree_content(tree: SearchTree) -> str:
-    """Canonical JSON of a tree without :data:`RUN_STATS`: with a policy that is deterministic per seed, an
-    interrupted-and-resumed search, a Ray run and a one-process run give the same string for every tree."""
-    rec = tree.to_json()
-    rec["stats"] = {k: v for k, v in (rec.get("stats") or {}).items() if k not in RUN_STATS}
-    return json.dumps(rec, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-
-
-def append_tree(path: Path, tree: SearchTree) -> None:
-    append_jsonl(path, [tree.to_json()])
-
-
-def tree_files(path: str | os.PathLike) -> list[Path]:
-    path = Path(path)
-    if path.is_dir():
-        return sorted(path.glob("trees*.jsonl"))
-    return [path] if path.exists() else []
-
-
-def load_trees(path: str | os.PathLike) -> list[SearchTree]:
-    """Trees from a ``trees.jsonl`` file, or from every ``trees*.jsonl`` in a directory (shards)."""
-    return [tree for _, tree in iter_trees(path)]
-
-
-def iter_trees(path: str | os.PathLike) -> Iterator[tuple[str, SearchTree]]:
-    """(``file:line``, tree) for every tree under ``path``: the one reader of search trees.
-
-    A torn last line (a run still writing, or killed) is skipped; a malformed line, a line that is not a tree
-    record and a problem id found twice are each a :class:`DataError` naming ``file:line`` (see
-    ``io.jsonl_rows``: anything but a torn tail is data that skipping would silently lose).
-    """
-    files = tree_files(path)
-    if not files:
-        raise DataError(f"{path}: no trees.jsonl found; run `astro search ... --out {path}` first")
-    where: dict[str, str] = {}
-    for f in files:
-        for lineno, rec in numbered_jsonl(f, tolerate_torn_tail=True):
-            try:
-                tree = SearchTree.from_json(rec)
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                raise DataError(f"{f}:{lineno}: not a search tree record ({type(exc).__name__}: {exc}); was this "
-                                "file written by `astro search`?") from None
-            if tree.problem_id in where:
-                raise DataError(f"{f}:{lineno}: problem id {tree.problem_id!r} already read from "
-                                f"{where[tree.problem_id]}; two runs wrote the same problem, keep one line")
-            where[tree.problem_id] = f"{f}:{lineno}"
-            yield where[tree.problem_id], tree
 
 
 def check_settings(out_dir: str | os.PathLike, settings: dict, shard: tuple[int, int] | None = None) -> DirLock:

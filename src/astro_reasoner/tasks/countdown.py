@@ -333,7 +333,7 @@ def verify(text: str | None, numbers: tuple[int, ...], target: int,
     """(verdict, extracted answer, reason) for one completion. The answer is the last ``\\boxed{}`` (or "the
     answer is ..." line), extracted exactly as for math. With ``steps`` a correct answer after a false
     operation step is WRONG (:func:`check_steps`)."""
-    from ..checking.extract import extract_answer
+    from ..answers import extract_answer
 
     answer = extract_answer(text) if text else None
     if answer is None:

@@ -274,7 +274,7 @@ def write_cot(samples: str | Path, problem_id: str, out: str | Path, *, sample: 
         res = checker.check(gold, text)
         answer, verdict = res.answer, res.verdict.value
     if answer is None:  # the record keeps no extracted answer (or the checker found none): what the text ends with
-        from ..checking.extract import extract_answer
+        from ..answers import extract_answer
 
         answer = extract_answer(text)
     g = build_cot_graph(text, final_verdict=verdict, judge=judge)

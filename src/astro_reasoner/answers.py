@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-from ..text import box_content_or_text, last_boxed, scan_boxes
+from .text import box_content_or_text, last_boxed, scan_boxes
 
 __all__ = ["as_number", "extract_answer", "last_boxed", "normalize", "sanitize"]  # last_boxed: see text.py
 
