@@ -27,12 +27,12 @@ from .card import install_model_card
 from .common import (add_umask_callback, lora_config, prepare_environment, resolve_model_path, save_final,
                      start_run, write_summary)
 from .runtime import check_runtime
-from .trl_configs import RLStageConfig
 from ..checking import AnswerChecker, completion_text
 from .rewards import RewardValues, correctness_reward
 from .sft import check_messages
 
 if TYPE_CHECKING:  # annotations only: the protocol every backend (and test double) implements
+    from .trl_configs import RLStageConfig  # imports TRL: `astro rl filter` (load_rl_rows) must not need it
     from ..backends.base import Policy
 
 log = logging.getLogger(__name__)

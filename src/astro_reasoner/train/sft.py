@@ -22,9 +22,9 @@ from .card import install_model_card
 from .common import (add_umask_callback, lora_config, prepare_environment, resolve_model_path, save_final,
                      start_run, write_summary)
 from .runtime import check_runtime
-from .trl_configs import SFTStageConfig
 
 if TYPE_CHECKING:  # annotations only: the protocols every backend / checker (and test double) implements
+    from .trl_configs import SFTStageConfig  # imports TRL: `astro rl filter` (load_rl_rows) must not need it
     from ..backends.base import Policy
     from ..checking import AnswerChecker
 
