@@ -74,8 +74,8 @@ class _AstroTraining:
     overwrite: bool = False  # retrain even if output_dir holds a finished run with another config
     # -- TRL options whose default we change
     num_train_epochs: float = 1.0  # one pass (ASTRO B.2 for SFT; RL runs are sized by max_steps); TRL: 3
-    per_device_train_batch_size: int = 4  # our choice, small enough for one consumer GPU; TRL: 8
-    seed: int = 0  # our choice: astro's stages seed from 0 unless told; TRL: 42
+    per_device_train_batch_size: int = 4  # our choice (RL: one group of num_generations=4); TRL: 8
+    seed: int = 0  # our choice (the pipeline passes its own seed); TRL: 42
     save_total_limit: int | None = 2  # keep the 2 latest checkpoints (null: every one); TRL keeps all
     # auto: tensorboard when installed | none | comma list (tensorboard,wandb,...); TRL: none
     report_to: str | list[str] | None = "auto"
