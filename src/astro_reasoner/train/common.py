@@ -58,9 +58,16 @@ def plain(cfg: Any) -> dict[str, Any]:
     return as_json({k: v for k, v in d.items() if k not in _SECRET})
 
 
-@functools.lru_cache(maxsize=None)
 def baseline(cls: type) -> dict[str, Any]:
-    """``plain`` of the class defaults built on this machine (cached: building one resets accelerate's state)."""
+    """``plain`` of the class defaults built on this machine (cached per machine facts: building one resets
+    accelerate's state, and tests simulate other machines)."""
+    from .runtime import cpu_has_bf16, cuda_available
+
+    return _baseline(cls, cuda_available(), cpu_has_bf16(), os.environ.get("WORLD_SIZE", "1"))
+
+
+@functools.lru_cache(maxsize=None)
+def _baseline(cls: type, *host: Any) -> dict[str, Any]:
     fields = {f.name for f in dataclasses.fields(cls)}
     return plain(cls(**{k: v for k, v in _REQUIRED.items() if k in fields}))
 
