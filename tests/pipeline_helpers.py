@@ -45,11 +45,11 @@ def build_format_tuned_tiny(tiny_model_dir: Path, tmp: Path) -> Path:
              "completion": [{"role": "assistant", "content": p.meta["solution"]}]}
             for p in synthesize(steps=1, n=64, seed=123, ops="+", min_value=1, max_value=4)]
     write_jsonl(tmp / "sft.jsonl", rows)
-    cfg = SFTStageConfig(model=str(tiny_model_dir), data=str(tmp / "sft.jsonl"), out_dir=str(tmp / "m"),
+    cfg = SFTStageConfig(model=str(tiny_model_dir), data=str(tmp / "sft.jsonl"), output_dir=str(tmp / "m"),
                          max_steps=120, learning_rate=3e-3, per_device_train_batch_size=8,
                          lr_scheduler_type="constant", logging_steps=20, save_steps=1000,
                          report_to="none", max_length=512, threads=1)
-    return Path(run_sft(cfg.data, cfg.out_dir, cfg)["checkpoint"])
+    return Path(run_sft(cfg.data, cfg.output_dir, cfg)["checkpoint"])
 
 
 def pipeline_config(tmp: Path, model: Path, **top: Any) -> Path:

@@ -104,8 +104,8 @@ def test_sft_and_rl_accept_trl_style_flags(workdir, monkeypatch, capsys):
     import astro_reasoner.train.sft as sft
 
     got = {}
-    monkeypatch.setattr(sft, "run_sft", lambda data, out, cfg: {"checkpoint": got.setdefault("sft", cfg).out_dir})
-    monkeypatch.setattr(grpo, "run_grpo", lambda prompts, out, cfg: {"checkpoint": got.setdefault("rl", cfg).out_dir})
+    monkeypatch.setattr(sft, "run_sft", lambda data, out, cfg: {"checkpoint": got.setdefault("sft", cfg).output_dir})
+    monkeypatch.setattr(grpo, "run_grpo", lambda prompts, out, cfg: {"checkpoint": got.setdefault("rl", cfg).output_dir})
     assert main(["sft", "--data", "d.jsonl", "--model", "m", "--learning_rate", "1e-5", "-o", "o",
                  "--num-train-epochs=2", "--lora"]) == 0
     assert (got["sft"].learning_rate, got["sft"].num_train_epochs, got["sft"].lora) == (1e-5, 2, True)

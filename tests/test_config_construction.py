@@ -12,7 +12,7 @@ from astro_reasoner.evaluate.config import EvalConfig
 from astro_reasoner.search.config import SearchConfig
 from astro_reasoner.train.config import FilterConfig, RLStageConfig, SFTStageConfig
 
-PATHS = {"model": "m", "out_dir": "o"}
+PATHS = {"model": "m", "output_dir": "o"}
 
 # (config class, the required fields a valid instance needs, the bad field, its value, a part of the message)
 CASES = [
@@ -42,7 +42,7 @@ def test_replace_validates_too(cls, required, field, value, needle):
 
 def test_required_paths_of_the_train_configs_are_checked_at_construction():
     with pytest.raises(ConfigError, match="model is not set"):
-        SFTStageConfig(data="d", out_dir="o")
+        SFTStageConfig(data="d", output_dir="o")
     with pytest.raises(ConfigError, match="prompts is not set"):
         RLStageConfig(**PATHS)
     with pytest.raises(ConfigError, match="out is not set"):

@@ -55,10 +55,10 @@ def countdown_tuned_tiny(tiny_model_dir, countdown_problems, tmp_path_factory) -
             for p in countdown_problems for j in range(4)]
     write_jsonl(tmp / "sft.jsonl", rows)
     cfg = SFTStageConfig(
-        model=str(tiny_model_dir), data=str(tmp / "sft.jsonl"), out_dir=str(tmp / "m"), max_steps=70,
+        model=str(tiny_model_dir), data=str(tmp / "sft.jsonl"), output_dir=str(tmp / "m"), max_steps=70,
         learning_rate=1e-2, per_device_train_batch_size=4, lr_scheduler_type="constant", logging_steps=35,
         save_steps=1000, report_to="none", max_length=384, threads=1)
-    return Path(run_sft(cfg.data, cfg.out_dir, cfg)["checkpoint"])
+    return Path(run_sft(cfg.data, cfg.output_dir, cfg)["checkpoint"])
 
 
 def test_countdown_search_clone_eval(countdown_tuned_tiny, countdown_problems, tmp_path):

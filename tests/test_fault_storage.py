@@ -85,7 +85,7 @@ def test_each_stage_claims_its_directory(tmp_path, tiny_model_dir, capsys):
         from astro_reasoner.train import SFTStageConfig
 
         with pytest.raises(DirectoryBusy, match=f"pid {holder.pid}"):
-            start_run(SFTStageConfig(model=model, data="x.jsonl", out_dir=str(held)))
+            start_run(SFTStageConfig(model=model, data="x.jsonl", output_dir=str(held)))
     finally:
         holder.kill()
         holder.wait()
@@ -196,5 +196,5 @@ def test_resume_skips_a_checkpoint_cut_by_a_kill(tmp_path):
                         (4, {"model.safetensors": "w"})):
         for name, text in files.items():
             fh.write_file(tmp_path / f"checkpoint-{step}" / name, text)
-    cfg = SFTStageConfig(model="m", data="d.jsonl", out_dir=str(tmp_path))
+    cfg = SFTStageConfig(model="m", data="d.jsonl", output_dir=str(tmp_path))
     assert resume_checkpoint(cfg) == str(tmp_path / "checkpoint-2")

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.slow
 def _sft_cfg(out: str, model: str, data: str):
     from astro_reasoner.train.config import SFTStageConfig
 
-    return SFTStageConfig(model=model, data=data, out_dir=out, learning_rate=3e-3, max_steps=MAX_STEPS,
+    return SFTStageConfig(model=model, data=data, output_dir=out, learning_rate=3e-3, max_steps=MAX_STEPS,
                           per_device_train_batch_size=4, logging_steps=1, save_steps=1, report_to="none",
                           max_length=256, threads=1)
 
@@ -39,7 +39,7 @@ def _sft_cfg(out: str, model: str, data: str):
 def _rl_cfg(out: str, model: str, prompts: str):
     from astro_reasoner.train.config import RLStageConfig
 
-    return RLStageConfig(model=model, prompts=prompts, out_dir=out, learning_rate=1e-3, max_steps=MAX_STEPS,
+    return RLStageConfig(model=model, prompts=prompts, output_dir=out, learning_rate=1e-3, max_steps=MAX_STEPS,
                          per_device_train_batch_size=8, max_completion_length=8, report_to="none", save_steps=1,
                          checker_workers=1, threads=1)
 
@@ -103,8 +103,8 @@ def sft_model(tiny_model_dir, tmp_path_factory) -> tuple[Path, Path]:
 
     d = tmp_path_factory.mktemp("fault-train")
     cfg = _sft_cfg(str(d / "sft"), str(tiny_model_dir), str(short_answer_sft(d / "sft.jsonl")))
-    run_sft(cfg.data, cfg.out_dir, type(cfg)(**{**cfg.__dict__, "max_steps": 30, "learning_rate": 1e-2,
-                                                 "save_steps": 1000, "logging_steps": 10}))
+    run_sft(cfg.data, cfg.output_dir, cfg.with_changes(max_steps=30, learning_rate=1e-2, save_steps=1000,
+                                                       logging_steps=10))
     return d / "sft", short_answer_rl(d / "rl.jsonl")
 
 

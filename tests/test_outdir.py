@@ -154,17 +154,19 @@ def test_eval_refuses_changed_settings(tmp_path):
 
 def test_training_refuses_changed_settings_and_resumes_a_longer_run(tmp_path):
     from astro_reasoner.train import SFTStageConfig
-    from astro_reasoner.train.common import config_hash, start_run
+    from astro_reasoner.train.common import config_hash, run_settings, start_run
 
-    cfg = SFTStageConfig(model="m", data="x.jsonl", out_dir=str(tmp_path), learning_rate=1e-5)
+    cfg = SFTStageConfig(model="m", data="x.jsonl", output_dir=str(tmp_path), learning_rate=1e-5)
     assert start_run(cfg)[:2] == (False, None)
     stored = json.loads((tmp_path / "run_config.json").read_text())
-    assert stored == {"run_hash": config_hash(cfg, with_length=False), "config": json.loads(json.dumps(
-        dataclasses.asdict(cfg)))}  # the layout existing training directories have
+    assert stored == {"run_hash": config_hash(cfg, with_length=False), "config": run_settings(cfg)}  # the layout
+    assert stored["config"]["learning_rate"] == 1e-5 and "max_length" not in stored["config"]  # non-defaults
     assert start_run(dataclasses.replace(cfg, max_steps=99, threads=1))[:2] == (False, None)
     with pytest.raises(ConfigError, match=UNIFIED.format("a training run", "learning_rate: 1e-05 -> 0.0001",
                                                          "run_config.json") + ".*overwrite=true"):
         start_run(dataclasses.replace(cfg, learning_rate=1e-4))
+    with pytest.raises(ConfigError, match="learning_rate: 1e-05 -> 3e-06"):  # back to the default: shown as such
+        start_run(cfg.with_changes(learning_rate=3e-6))
     (tmp_path / "train_summary.json").write_text(json.dumps({"config_hash": config_hash(cfg)}))
     assert start_run(cfg)[:2] == (True, None)  # a finished run of this config is found on top of the claim
     assert start_run(dataclasses.replace(cfg, learning_rate=1e-4, overwrite=True))[:2] == (False, None)

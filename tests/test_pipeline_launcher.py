@@ -55,15 +55,22 @@ def test_launch_command_line(tmp_path):
 
 
 @pytest.mark.parametrize("cls, fixed", [
-    (SFTStageConfig, {"data": "x/sft.jsonl", "max_length": 384, "trl_args": {"packing_strategy": "wrapped"},
-                      "save_total_limit": None, "warmup_steps": 0.1}),
-    (RLStageConfig, {"prompts": "x/rl.jsonl", "num_generations": 2, "trl_args": {"log_completions": True}}),
+    (SFTStageConfig, {"data": "x/sft.jsonl", "max_length": 384, "packing_strategy": "wrapped",
+                      "save_total_limit": None, "warmup_steps": 0.1, "lr_scheduler_type": "linear"}),
+    (RLStageConfig, {"prompts": "x/rl.jsonl", "num_generations": 2, "log_completions": True,
+                     "gradient_accumulation_steps": 2, "bf16": False}),
 ])
 def test_launch_config_reproduces_the_stage_config_exactly(tmp_path, cls, fixed):
-    cfg = cls(model="m", out_dir=str(tmp_path / "model"), seed=3, **fixed)
+    import yaml
+
+    cfg = cls(model="m", output_dir=str(tmp_path / "model"), seed=3, **fixed)
     path = write_stage_config(cfg, tmp_path / LAUNCH_CONFIG)
     section = "sft" if cls is SFTStageConfig else "rl"
     assert load_config(cls, path, section=yaml_section(path, section)) == cfg  # what `astro sft|rl --config` reads
+    # what was given, not what this process resolved: the launched ranks resolve device, precision and TRL's
+    # derived values (generation_batch_size grows with the number of processes) themselves
+    assert yaml.safe_load(path.read_text()) == {"model": "m", "output_dir": str(tmp_path / "model"), "seed": 3,
+                                                **fixed}
 
 
 def test_launcher_enters_training_keys_only_where_it_changes_outputs(tmp_path, tiny_model_dir):
@@ -86,7 +93,7 @@ def test_failed_launch_names_the_log_and_its_tail(tmp_path, monkeypatch):
     script = "import sys; print('loading'); print('RuntimeError: boom', file=sys.stderr); sys.exit(3)"
     monkeypatch.setattr(launch, "launch_command", lambda *a, **k: [sys.executable, "-c", script])
     seen: list[str] = []
-    cfg = SFTStageConfig(model="m", data="d.jsonl", out_dir=str(tmp_path / "model"))
+    cfg = SFTStageConfig(model="m", data="d.jsonl", output_dir=str(tmp_path / "model"))
     with pytest.raises(LaunchError, match=r"(?s)exited with code 3; full output in .*launch.log.*RuntimeError: boom"):
         run_launched(parse_launcher(ACC), "sft", cfg, tmp_path, echo=seen.append)
     assert "RuntimeError: boom\n" in seen and "boom" in (tmp_path / LAUNCH_LOG).read_text()

@@ -19,7 +19,7 @@ from astro_reasoner.train.config import FilterConfig, RLStageConfig, SFTStageCon
 
 
 def rl_cfg(model, prompts, out, **kw) -> RLStageConfig:
-    base = dict(model=str(model), prompts=str(prompts), out_dir=str(out), learning_rate=1e-3, max_steps=2,
+    base = dict(model=str(model), prompts=str(prompts), output_dir=str(out), learning_rate=1e-3, max_steps=2,
                 per_device_train_batch_size=8, max_completion_length=8, report_to="none", save_steps=1,
                 checker_workers=1)
     cfg = RLStageConfig(**{**base, **kw})
@@ -33,13 +33,13 @@ def chain(tiny_model_dir, tmp_path_factory):
 
     d = tmp_path_factory.mktemp("grpo")
     sft = SFTStageConfig(model=str(tiny_model_dir), data=str(short_answer_sft(d / "sft.jsonl")),
-                         out_dir=str(d / "sft"), learning_rate=1e-2, max_steps=30, per_device_train_batch_size=8,
+                         output_dir=str(d / "sft"), learning_rate=1e-2, max_steps=30, per_device_train_batch_size=8,
                          lr_scheduler_type="constant", report_to="none", logging_steps=10, max_length=256,
                          completion_only_loss=True,  # the fixture needs a model that answers, fast
-                         precision="fp32")  # its exact samples feed the filter's pass-rate band: the same on every CPU
-    sft_dir = run_sft(sft.data, sft.out_dir, sft)["checkpoint"]
+                         bf16=False)  # its exact samples feed the filter's pass-rate band: the same on every CPU
+    sft_dir = run_sft(sft.data, sft.output_dir, sft)["checkpoint"]
     cfg = rl_cfg(sft_dir, short_answer_rl(d / "rl.jsonl"), d / "rl")
-    assert run_grpo(cfg.prompts, cfg.out_dir, cfg) == {"checkpoint": cfg.out_dir, "skipped": False}
+    assert run_grpo(cfg.prompts, cfg.output_dir, cfg) == {"checkpoint": cfg.output_dir, "skipped": False}
     return sft_dir, cfg
 
 
@@ -49,16 +49,16 @@ def test_grpo_two_steps_change_parameters(chain):
 
     sft_dir, cfg = chain
     before = dict(AutoModelForCausalLM.from_pretrained(sft_dir).named_parameters())
-    after = dict(AutoModelForCausalLM.from_pretrained(cfg.out_dir).named_parameters())
+    after = dict(AutoModelForCausalLM.from_pretrained(cfg.output_dir).named_parameters())
     changed = [n for n, p in before.items() if not torch.equal(p, after[n])]
     assert len(changed) == len(before), f"unchanged: {sorted(set(before) - set(changed))}"
-    summary = json.loads((Path(cfg.out_dir) / "train_summary.json").read_text())
+    summary = json.loads((Path(cfg.output_dir) / "train_summary.json").read_text())
     assert summary["global_step"] == 2 and summary["config"]["beta"] == 0.0
 
 
 def test_metrics_jsonl_has_reward_length_and_behaviour_per_step(chain):
     _, cfg = chain
-    rows = list(read_jsonl(Path(cfg.out_dir) / "metrics.jsonl"))
+    rows = list(read_jsonl(Path(cfg.output_dir) / "metrics.jsonl"))
     assert [r["step"] for r in rows] == [1, 2]
     for r in rows:
         for key in ("reward_mean", "length_mean", "reflections_mean", "backtracks_mean", "correct_frac"):
@@ -66,7 +66,7 @@ def test_metrics_jsonl_has_reward_length_and_behaviour_per_step(chain):
         assert -1.0 <= r["reward_mean"] <= 1.0 and 1 <= r["length_mean"] <= 8
     assert any(r["grad_norm"] > 0 for r in rows), "no step had reward variance"
     # Every completion is logged with its reward; the rewards agree with the checker and with metrics.jsonl.
-    comps = list(read_jsonl(Path(cfg.out_dir) / "completions.jsonl"))
+    comps = list(read_jsonl(Path(cfg.output_dir) / "completions.jsonl"))
     assert len(comps) == 2 * 8 and {c["step"] for c in comps} == {1, 2}
     with Checker(workers=1) as checker:
         verdicts = checker.check_batch([("3", c["completion"]) for c in comps])
@@ -80,10 +80,10 @@ def test_resume_from_a_checkpoint_redoes_later_steps_once(chain):
     from astro_reasoner.train.grpo import run_grpo
 
     _, cfg = chain
-    out = Path(cfg.out_dir)
+    out = Path(cfg.output_dir)
     more = rl_cfg(cfg.model, cfg.prompts, out, max_steps=3, resume=str(out / "checkpoint-1"),
                   report_to="tensorboard")
-    run_grpo(more.prompts, more.out_dir, more)
+    run_grpo(more.prompts, more.output_dir, more)
     assert [r["step"] for r in read_jsonl(out / "metrics.jsonl")] == [1, 2, 3]
     steps = [c["step"] for c in read_jsonl(out / "completions.jsonl")]
     assert steps == sorted(steps) and {s: steps.count(s) for s in set(steps)} == {1: 8, 2: 8, 3: 8}

@@ -23,25 +23,25 @@ def test_trained_checkpoints_honour_the_umask_and_name_their_base(tiny_model_dir
     from astro_reasoner.train.sft import run_sft
 
     sft = SFTStageConfig(model=str(tiny_model_dir), data=str(write_sft(tmp_path / "sft.jsonl")),
-                         out_dir=str(tmp_path / "sft"), max_steps=1, save_steps=1, per_device_train_batch_size=4,
+                         output_dir=str(tmp_path / "sft"), max_steps=1, save_steps=1, per_device_train_batch_size=4,
                          report_to="none", logging_steps=1, max_length=512)
-    rl = RLStageConfig(model=sft.out_dir, prompts=str(short_answer_rl(tmp_path / "rl.jsonl")),
-                       out_dir=str(tmp_path / "rl"), max_steps=1, save_steps=1, per_device_train_batch_size=4,
+    rl = RLStageConfig(model=sft.output_dir, prompts=str(short_answer_rl(tmp_path / "rl.jsonl")),
+                       output_dir=str(tmp_path / "rl"), max_steps=1, save_steps=1, per_device_train_batch_size=4,
                        num_generations=4, max_completion_length=8, report_to="none", checker_workers=1)
     old = os.umask(0o027)  # not the usual 022: a file made 0644 or 0600 regardless of the umask shows up
     try:
-        run_sft(sft.data, sft.out_dir, sft)
-        run_grpo(rl.prompts, rl.out_dir, rl)
-        gguf = hf_to_gguf(sft.out_dir)  # written by us (a temp file renamed into the checkpoint)
+        run_sft(sft.data, sft.output_dir, sft)
+        run_grpo(rl.prompts, rl.output_dir, rl)
+        gguf = hf_to_gguf(sft.output_dir)  # written by us (a temp file renamed into the checkpoint)
     finally:
         os.umask(old)
-    for out in (Path(sft.out_dir), Path(rl.out_dir)):
+    for out in (Path(sft.output_dir), Path(rl.output_dir)):
         modes = _modes(out)
         assert any(k.startswith("checkpoint-1/") for k in modes) and "model.safetensors" in modes
         wrong = {k: v for k, v in modes.items() if v != ("0o750" if (out / k).is_dir() else "0o640")}
         assert not wrong, f"not 0640/0750 under umask 027: {wrong}"
     assert oct(stat.S_IMODE(gguf.stat().st_mode)) == "0o640"
-    for out in (sft.out_dir, rl.out_dir):  # the RL model's base is followed through the SFT run to its base
+    for out in (sft.output_dir, rl.output_dir):  # the RL model's base is followed through the SFT run to its base
         card = (Path(out) / "README.md").read_text()
         assert f"fine-tuned version of [{tiny_model_dir}]" in card and "[None]" not in card
         assert f"base_model: {tiny_model_dir}" in card

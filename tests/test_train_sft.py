@@ -19,7 +19,7 @@ from astro_reasoner.train.config import SFTStageConfig
 
 
 def sft_cfg(model, data, out, **kw) -> SFTStageConfig:
-    base = dict(model=str(model), data=str(data), out_dir=str(out), learning_rate=3e-3, num_train_epochs=3,
+    base = dict(model=str(model), data=str(data), output_dir=str(out), learning_rate=3e-3, num_train_epochs=3,
                 per_device_train_batch_size=4, logging_steps=1, report_to="none", max_length=512)
     cfg = SFTStageConfig(**{**base, **kw})
     return cfg
@@ -43,7 +43,7 @@ def sft_run(tiny_model_dir, sft_data, tmp_path_factory):
 def test_default_loss_is_on_all_tokens_as_in_the_paper(tiny_model_dir, sft_data, tmp_path):
     from astro_reasoner.train.sft import build_sft_trainer
 
-    # The class defaults (a bare SFTStageConfig() is invalid: model, data and out_dir are required).
+    # The class defaults (a bare SFTStageConfig() is invalid: model, data and output_dir are required).
     defaults = {f.name: f.default for f in dataclasses.fields(SFTStageConfig)}
     assert defaults["completion_only_loss"] is False and defaults["learning_rate"] == 3e-6
     trainer, _ = build_sft_trainer(sft_cfg(tiny_model_dir, sft_data, tmp_path / "out"))
@@ -88,29 +88,29 @@ def test_sft_lowers_loss_and_changes_every_parameter(sft_run, tiny_model_dir):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    summary = json.loads((Path(sft_run.out_dir) / "train_summary.json").read_text())
+    summary = json.loads((Path(sft_run.output_dir) / "train_summary.json").read_text())
     losses = [h["loss"] for h in summary["loss_history"]]
     assert len(losses) == 6 and losses[-1] < losses[0] - 0.3, losses
     before = dict(AutoModelForCausalLM.from_pretrained(tiny_model_dir).named_parameters())
-    after = dict(AutoModelForCausalLM.from_pretrained(sft_run.out_dir).named_parameters())
+    after = dict(AutoModelForCausalLM.from_pretrained(sft_run.output_dir).named_parameters())
     assert before.keys() == after.keys()
     unchanged = [n for n, p in before.items() if torch.equal(p, after[n])]
     assert not unchanged, f"parameters not updated: {unchanged}"
-    tok = AutoTokenizer.from_pretrained(sft_run.out_dir)  # a self-contained HF checkpoint with its template
+    tok = AutoTokenizer.from_pretrained(sft_run.output_dir)  # a self-contained HF checkpoint with its template
     assert tok.chat_template and "<|im_start|>" in tok.chat_template
 
 
 def test_finished_run_is_skipped_and_other_configs_refused(sft_run):
     from astro_reasoner.train.sft import run_sft
 
-    summary = Path(sft_run.out_dir) / "train_summary.json"
+    summary = Path(sft_run.output_dir) / "train_summary.json"
     stamp = summary.read_text()
     # same config: nothing retrained
-    assert run_sft(sft_run.data, sft_run.out_dir, sft_run) == {"checkpoint": sft_run.out_dir, "skipped": True}
+    assert run_sft(sft_run.data, sft_run.output_dir, sft_run) == {"checkpoint": sft_run.output_dir, "skipped": True}
     assert summary.read_text() == stamp
-    other = sft_cfg(sft_run.model, sft_run.data, sft_run.out_dir, learning_rate=1e-4)
+    other = sft_cfg(sft_run.model, sft_run.data, sft_run.output_dir, learning_rate=1e-4)
     with pytest.raises(ConfigError, match=r"other settings \(learning_rate: .* -> 0\.0001;"):
-        run_sft(other.data, other.out_dir, other)
+        run_sft(other.data, other.output_dir, other)
 
 
 def test_long_examples_are_counted_and_optionally_dropped(tiny_model_dir, sft_data, caplog):
@@ -142,7 +142,7 @@ def test_lora_merged_checkpoint_is_a_plain_model(tiny_model_dir, sft_data, tmp_p
 
     cfg = sft_cfg(tiny_model_dir, sft_data, tmp_path / "lora", lora=True, lora_r=4, lora_alpha=8,
                   lora_dropout=0.0, max_steps=2, learning_rate=1e-2)
-    out = run_sft(cfg.data, cfg.out_dir, cfg)["checkpoint"]
+    out = run_sft(cfg.data, cfg.output_dir, cfg)["checkpoint"]
     assert (tmp_path / "lora" / "adapter" / "adapter_config.json").exists()
     assert not (tmp_path / "lora" / "adapter_config.json").exists()  # the top level is a full model
     merged = AutoModelForCausalLM.from_pretrained(out)

@@ -61,11 +61,11 @@ def test_smollm2_sft_reload_generate_then_grpo(data_dir, tmp_path):
     sft_data = Path(os.environ.get("ASTRO_SFT_JSONL") or gsm8k_sft(data_dir, tmp_path / "sft.jsonl", 8))
     rl_data = Path(os.environ.get("ASTRO_RL_JSONL") or gsm8k_rl(data_dir, tmp_path / "rl.jsonl", 100, 4))
 
-    sft = SFTStageConfig(model="smollm2-135m", data=str(sft_data), out_dir=str(tmp_path / "sft"), max_steps=3,
+    sft = SFTStageConfig(model="smollm2-135m", data=str(sft_data), output_dir=str(tmp_path / "sft"), max_steps=3,
                          per_device_train_batch_size=2, learning_rate=2e-5, max_length=1024, logging_steps=1,
                          report_to="none")
     t0 = time.perf_counter()
-    sft_dir = run_sft(sft.data, sft.out_dir, sft)["checkpoint"]
+    sft_dir = run_sft(sft.data, sft.output_dir, sft)["checkpoint"]
     times["sft_3_steps"] = time.perf_counter() - t0
     summary = json.loads((Path(sft_dir) / "train_summary.json").read_text())
     assert summary["global_step"] == 3 and len(summary["loss_history"]) == 3
@@ -81,11 +81,11 @@ def test_smollm2_sft_reload_generate_then_grpo(data_dir, tmp_path):
     times["hf_reload_and_generate"] = time.perf_counter() - t0
     assert len(out[0]) == 2 and all(c.text.strip() and c.tokens > 0 for c in out[0])
 
-    rl = RLStageConfig(model=sft_dir, prompts=str(rl_data), out_dir=str(tmp_path / "rl"), max_steps=2,
+    rl = RLStageConfig(model=sft_dir, prompts=str(rl_data), output_dir=str(tmp_path / "rl"), max_steps=2,
                        per_device_train_batch_size=4, max_completion_length=48, learning_rate=1e-6,
                        report_to="none", save_steps=1, checker_workers=1)
     t0 = time.perf_counter()
-    rl_dir = run_grpo(rl.prompts, rl.out_dir, rl)["checkpoint"]
+    rl_dir = run_grpo(rl.prompts, rl.output_dir, rl)["checkpoint"]
     times["grpo_2_steps"] = time.perf_counter() - t0
     metrics = list(read_jsonl(Path(rl_dir) / "metrics.jsonl"))
     assert [m["step"] for m in metrics] == [1, 2]

@@ -213,6 +213,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a finite number, got {_show(value)}")
         return f
     if tp is str:
+        if isinstance(value, (list, tuple, dict)):  # not silently "['a', 'b']": a union tries its next type
+            raise ConfigError(f"{key}: expected a string, got {_show(value)}")
         return str(value)
     return value
 
@@ -232,9 +234,15 @@ def build_config(cls: type[T], values: dict[str, Any] | None = None, *, where: s
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(values) - names)
+    renamed = getattr(cls, "RENAMED_KEYS", {})  # keys a config class had before: name the fix
+    for key in unknown:
+        if key in renamed:
+            raise ConfigError(f"{where}: {key!r} is no longer a key of {cls.__name__}; use {renamed[key]}")
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {did_you_mean(unknown, names)} for {cls.__name__}; "
-                          f"valid keys: {', '.join(sorted(names))}")
+        # A TRL config has ~200 keys: listing them all would bury the message
+        listing = (f"valid keys: {', '.join(sorted(names))}" if len(names) <= 60 else
+                   f"valid keys: the {len(names)} fields of {cls.__name__} (TRL's documented options plus ours)")
+        raise ConfigError(f"{where}: unknown key(s) {did_you_mean(unknown, names)} for {cls.__name__}; {listing}")
     kwargs = {k: _coerce(v, hints[k], f"{where}: {k}") for k, v in values.items()}
     cfg = cls(**kwargs)  # stage configs validate here, in __post_init__
     validate = getattr(cfg, "validate", None)  # other config classes (e.g. the pipeline's) validate on demand

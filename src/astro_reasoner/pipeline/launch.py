@@ -17,7 +17,7 @@ machine without a GPU the trainers' ``use_cpu`` makes that multi-process CPU tra
 from __future__ import annotations
 
 import collections
-import dataclasses
+import json
 import os
 import signal
 import socket
@@ -123,14 +123,25 @@ def launch_command(spec: LauncherSpec, command: str, config_path: Path, port: in
 
 
 def write_stage_config(cfg: Any, path: Path) -> Path:
-    """``cfg`` (SFTStageConfig / RLStageConfig) as YAML with every field: `astro sft|rl --config` rebuilds it."""
+    """``cfg`` (SFTStageConfig / RLStageConfig) as YAML: `astro sft|rl --config` rebuilds it.
+
+    Written: the options the config was built with that differ from the defaults (``cfg.given``), as given, not
+    as resolved: the launched processes resolve device and precision themselves, and TRL's derived values
+    depend on their number (``generation_batch_size`` = batch x processes x steps_per_generation)."""
     import yaml
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False), encoding="utf-8")
+    values = json.loads(json.dumps(cfg.given, default=_yaml_value))
+    tmp.write_text(yaml.safe_dump(values, sort_keys=False), encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+def _yaml_value(value: Any) -> Any:
+    """A given value YAML cannot hold as is: an enum by its value, anything else (a path) as text."""
+    inner = getattr(value, "value", None)
+    return inner if isinstance(inner, (str, int, float)) else str(value)
 
 
 def _child_env() -> dict[str, str]:
@@ -145,7 +156,7 @@ def _child_env() -> dict[str, str]:
 
 
 def run_launched(spec: LauncherSpec, command: str, cfg: Any, stage_dir: Path, *, echo=None) -> str:
-    """Run one training stage under ``accelerate launch`` and return its output dir (``cfg.out_dir``).
+    """Run one training stage under ``accelerate launch`` and return its output dir (``cfg.output_dir``).
 
     Writes ``<stage_dir>/launch_config.yaml`` (the exact config) and ``<stage_dir>/launch.log`` (appended, one
     header per attempt), streams the job's output to ``echo`` (default: stdout). Non-zero exit -> LaunchError.
@@ -178,10 +189,10 @@ def run_launched(spec: LauncherSpec, command: str, cfg: Any, stage_dir: Path, *,
         raise LaunchError(f"the launched {command} job exited with code {code}; full output in {log_path}; "
                           f"last lines:\n{''.join(tail).rstrip()}\nFix the cause and re-run the pipeline: the "
                           "stage resumes from its last checkpoint")
-    if not (Path(cfg.out_dir) / SUMMARY_FILE).exists():
-        raise LaunchError(f"the launched {command} job exited 0 but wrote no {Path(cfg.out_dir) / SUMMARY_FILE}; "
+    if not (Path(cfg.output_dir) / SUMMARY_FILE).exists():
+        raise LaunchError(f"the launched {command} job exited 0 but wrote no {Path(cfg.output_dir) / SUMMARY_FILE}; "
                           f"see {log_path}")
-    return cfg.out_dir
+    return cfg.output_dir
 
 
 def _stop(proc: subprocess.Popen) -> None:

@@ -49,14 +49,18 @@ def _server_args(cfg: PipelineConfig) -> list[str]:
     return shlex.split(cmd) if isinstance(cmd, str) else [str(a) for a in cmd]
 
 
+def _train_sections(cfg: PipelineConfig) -> list[dict[str, Any]]:
+    return [cfg.section("sft"), cfg.section("rl"), (cfg.warm_start or {}).get("sft") or {}]
+
+
 def _uses_gpus(cfg: PipelineConfig) -> bool:
-    """``device: auto`` is "a GPU when one is visible"; the plan describes the run the config is written for, not
-    this host: GPUs when the config asks for one (vLLM, SGLang, CUDA_VISIBLE_DEVICES, device: cuda), else CPU."""
+    """A training config runs on a GPU when one is visible; the plan describes the run the config is written for,
+    not this host: GPUs when the config asks for one (vLLM, SGLang, CUDA_VISIBLE_DEVICES, fp16, a cuda backend
+    device), else CPU. Read from the YAML as written: a built config holds what THIS host resolved."""
     text = " ".join(_server_args(cfg)) + json.dumps((cfg.server or {}).get("env", {}))
-    devices = [cfg.section("sft").get("device"), cfg.section("rl").get("device"),
-               ((cfg.warm_start or {}).get("sft") or {}).get("device"), str(cfg.backend_options.get("device", ""))]
     return (bool(cfg.section("rl").get("use_vllm")) or any(w in text for w in ("vllm", "sglang", "CUDA_VISIBLE"))
-            or any(str(d).startswith("cuda") for d in devices))
+            or any(bool(s.get("fp16")) for s in _train_sections(cfg))
+            or str(cfg.backend_options.get("device", "")).startswith("cuda"))
 
 
 def _flag(args: list[str], names: tuple[str, ...], default: float) -> float:
@@ -148,9 +152,11 @@ def _generation_note(cfg: PipelineConfig, tc: Any) -> str:
             f"{cfg.model} --tensor-parallel-size {tc.vllm_tensor_parallel_size}` (TRL pushes the policy's weights)")
 
 
-def _training(cfg: PipelineConfig, kind: str, tc: Any, base: str, arch: Arch | None, gpu_gb: float) -> StagePlan:
-    """An in-process TRL run (the pipeline launches no accelerate job), and whether it fits one GPU."""
-    gpu = tc.device == "cuda" or (tc.device == "auto" and _uses_gpus(cfg))
+def _training(cfg: PipelineConfig, kind: str, tc: Any, raw: dict[str, Any], base: str, arch: Arch | None,
+              gpu_gb: float) -> StagePlan:
+    """A TRL run (in-process or launched), and whether it fits its GPUs. ``tc``: the built stage config; ``raw``:
+    its YAML section, for what the built config resolved on this host (use_cpu, bf16, activation checkpointing)."""
+    gpu = not raw.get("use_cpu") and _uses_gpus(cfg)
     rl, server = kind == "GRPO", kind == "GRPO" and tc.use_vllm and tc.vllm_mode == "server"
     colocate = rl and tc.use_vllm and tc.vllm_mode == "colocate"
     spec = cfg.launcher_spec()
@@ -165,13 +171,14 @@ def _training(cfg: PipelineConfig, kind: str, tc: Any, base: str, arch: Arch | N
                      int(gpu) * procs + (tc.vllm_tensor_parallel_size if server else 0), "unknown model size")
     if arch is None:
         return plan
-    bf16 = gpu and tc.precision in ("auto", "bf16")
+    bf16 = gpu and raw.get("bf16") is not False and not raw.get("fp16")  # unset bf16 = auto: bf16 on a GPU
     elem = 2 if bf16 else 4
     state = arch.params * (elem + 0.16 if tc.lora else 4 * elem)  # LoRA: frozen weights + ~1% trained at 16 B
     state = state / procs if sharded else state
     ref = arch.params * elem if rl and tc.beta > 0 else 0.0  # beta > 0 loads a reference model
     seq = PROMPT_TOKENS + tc.max_completion_length if rl else tc.max_length or 4096
-    ckpt = gpu if tc.gradient_checkpointing is None else tc.gradient_checkpointing
+    ckpt = raw.get("activation_checkpointing", raw.get("gradient_checkpointing"))
+    ckpt = gpu if ckpt is None else bool(ckpt)
     act = activations(arch, tc.per_device_train_batch_size * seq, elem, ckpt, sft=not rl)
     share = tc.vllm_gpu_memory_utilization * gpu_gb * GB if colocate else 0.0
     total = state + ref + act + share
@@ -180,7 +187,7 @@ def _training(cfg: PipelineConfig, kind: str, tc: Any, base: str, arch: Arch | N
                    + (f" + reference model {gb(ref)}" if ref else "")
                    + f" + activations {gb(act)} ({tc.per_device_train_batch_size} x {seq:,} tokens)"
                    + (f" + vLLM share {gb(share)}" if share else ""))
-    context = int(tc.trl_args.get("vllm_max_model_length") or arch.context)
+    context = int(getattr(tc, "vllm_max_model_length", None) or arch.context)
     if server:
         need = vllm_need(arch, tc.vllm_tensor_parallel_size, context)
         plan.memory += f"; vLLM server {gb(need)}/GPU at tensor parallel {tc.vllm_tensor_parallel_size}"
@@ -214,10 +221,10 @@ def _colocate_problems(arch: Arch, tc: Any, gpu_gb: float, context: int, seq: in
              f"{arch.params / 1e9:.1f}B-parameter model needs {gb(need)} there at tensor parallel {tp} (bf16 weights "
              f"{gb(2 * arch.params)} + KV cache of one {context:,}-token sequence), next to the policy being trained")
     if vllm_need(arch, 1, seq) <= util * gpu_gb * GB:
-        fix = f"set rl.trl_args.vllm_max_model_length: {seq} (prompt + max_completion_length)"
+        fix = f"set rl.vllm_max_model_length: {seq} (prompt + max_completion_length)"
     elif 2 * arch.params + GB <= (VLLM_UTILIZATION * gpu_gb - 1) * GB:
         fix = (f"raise rl.vllm_gpu_memory_utilization to {vllm_need(arch, 1, seq) / (gpu_gb * GB):.2f} with "
-               f"rl.trl_args.vllm_max_model_length: {seq}, or use vllm_mode: server")
+               f"rl.vllm_max_model_length: {seq}, or use vllm_mode: server")
     else:
         tp_ok = min_tp(arch, VLLM_UTILIZATION * gpu_gb, context)
         fix = (f"set rl.vllm_mode: server and generate on a separate vLLM server of tensor parallel >= {tp_ok} (`trl "
@@ -253,16 +260,16 @@ def _stage_plan(cfg: PipelineConfig, name: str, title: str, arch: Arch | None, g
     from ..clone import CloneConfig
     from ..evaluate import EvalConfig
     from ..search import SearchConfig
-    from ..train import RLStageConfig, SFTStageConfig
+    from ..train.trl_configs import RLStageConfig, SFTStageConfig
 
     base = "<warm-start checkpoint>" if cfg.warm_start is not None else cfg.model
     parts = name.split("-")  # e.g. sft-astro, eval-rl-astro-checkpoints
     ckpt = str(cfg.run_dir_path / "-".join(parts[1:3]) / "model")  # the model of stage parts[1]-parts[2]
-    paths = {"model": cfg.model, "out_dir": "x"}  # placeholders: the plan needs the other settings
+    paths = {"model": cfg.model, "output_dir": "x"}  # placeholders: the plan needs the other settings
     if name == "warm-start":
-        sft = build_config(SFTStageConfig, {**(cfg.warm_start.get("sft") or {}), **paths, "data": "x"},
-                           where="warm_start.sft")
-        plan = _training(cfg, "SFT", sft, cfg.model, arch, gpu_gb)
+        raw = cfg.warm_start.get("sft") or {}
+        sft = build_config(SFTStageConfig, {**raw, **paths, "data": "x"}, where="warm_start.sft")
+        plan = _training(cfg, "SFT", sft, raw, cfg.model, arch, gpu_gb)
         plan.runs += "; then evaluates its checkpoints on validation problems" if cfg.warm_start.get("select") else ""
         return plan
     if parts[0] in ("sft", "rl"):
@@ -270,7 +277,7 @@ def _stage_plan(cfg: PipelineConfig, name: str, title: str, arch: Arch | None, g
         tc = (build_config(SFTStageConfig, {**section, **paths, "data": "x"}, where="sft") if parts[0] == "sft" else
               build_config(RLStageConfig, {**section, **paths, "prompts": "x"}, where="rl"))
         start = base if parts[0] == "sft" else str(cfg.run_dir_path / f"sft-{parts[1]}" / "model")
-        return _training(cfg, "SFT" if parts[0] == "sft" else "GRPO", tc, start, arch, gpu_gb)
+        return _training(cfg, "SFT" if parts[0] == "sft" else "GRPO", tc, section, start, arch, gpu_gb)
     if name == "search":
         max_new = build_config(SearchConfig, cfg.section("search"), where="search").max_rollout_tokens
         model = base

@@ -84,9 +84,9 @@ class _Builder:
             from ..train import run_grpo, run_sft
 
             if command == "sft":
-                ckpt = run_sft(cfg.data, cfg.out_dir, cfg)["checkpoint"]
+                ckpt = run_sft(cfg.data, cfg.output_dir, cfg)["checkpoint"]
             else:
-                ckpt = run_grpo(cfg.prompts, cfg.out_dir, cfg)["checkpoint"]
+                ckpt = run_grpo(cfg.prompts, cfg.output_dir, cfg)["checkpoint"]
         return {"checkpoint": ckpt, **_train_accounting(Path(ckpt))}
 
     def section_config(self, cls, name: str, **fixed: Any):
@@ -161,7 +161,7 @@ class _Builder:
 
             data, replayed = replay_mix(self.cfg, inputs, inputs[f"clone-{mode}"] / "sft.jsonl", out)
             cfg = self.section_config(SFTStageConfig, "sft", model=self.base_model(inputs), data=str(data),
-                                      out_dir=str(out / "model"), seed=self.cfg.seed)
+                                      output_dir=str(out / "model"), seed=self.cfg.seed)
             return {**self.train("sft", cfg, out), **({"replayed_rows": replayed} if replayed else {})}
         return run
 
@@ -195,7 +195,7 @@ class _Builder:
 
             cfg = self.section_config(RLStageConfig, "rl", model=stage_stats(inputs[f"sft-{mode}"])["checkpoint"],
                                       prompts=str(inputs[f"filter-{mode}"] / "rl.jsonl"),
-                                      out_dir=str(out / "model"), seed=self.cfg.seed)
+                                      output_dir=str(out / "model"), seed=self.cfg.seed)
             return self.train("rl", cfg, out)
         return run
 
@@ -307,17 +307,23 @@ def validate_sections(cfg: PipelineConfig) -> None:
     """Build every stage config once with placeholder paths, so a bad setting fails before any work."""
     from ..clone import CloneConfig
     from ..evaluate import EvalConfig
+    from ..extras import installed
     from ..search import SearchConfig
-    from ..train import FilterConfig, RLStageConfig, SFTStageConfig
+    from ..train.config import FilterConfig
 
     placeholders = {
         "search": (SearchConfig, {}),
         "clone": (CloneConfig, {}),
-        "sft": (SFTStageConfig, {"model": cfg.model, "data": "sft.jsonl", "out_dir": "out"}),
-        "rl": (RLStageConfig, {"model": cfg.model, "prompts": "rl.jsonl", "out_dir": "out"}),
         "rl_filter": (FilterConfig, {"model": cfg.model, "prompts": "rl.jsonl", "out": "out.jsonl"}),
         "eval": (EvalConfig, {"datasets": ["test"]}),
     }
+    # The training configs are TRL's: without the [train] extra they cannot be built, and a run that stops
+    # before training (--until search) must not need it (require_extras refuses a run that trains).
+    if installed("trl"):
+        from ..train.trl_configs import RLStageConfig, SFTStageConfig
+
+        placeholders["sft"] = (SFTStageConfig, {"model": cfg.model, "data": "sft.jsonl", "output_dir": "out"})
+        placeholders["rl"] = (RLStageConfig, {"model": cfg.model, "prompts": "rl.jsonl", "output_dir": "out"})
     for name, (cls, fixed) in placeholders.items():
         values = {**cfg.section(name), **fixed}
         values.pop("min_kept", None)

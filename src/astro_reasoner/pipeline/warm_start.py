@@ -84,7 +84,7 @@ def run_warm_start(b, out: Path, inputs: dict[str, Path]) -> dict[str, Any]:
     ws = b.cfg.warm_start or {}
     data, stats, trained_on = build_rows(b.cfg, out)
     cfg = build_config(SFTStageConfig, {**(ws.get("sft") or {}), "model": b.cfg.model, "data": data,
-                                        "out_dir": str(out / "model"), "seed": b.cfg.seed},
+                                        "output_dir": str(out / "model"), "seed": b.cfg.seed},
                        where="pipeline section 'warm_start.sft'")
     trained = b.train("sft", cfg, out)
     ckpt = trained.pop("checkpoint")

@@ -6,7 +6,8 @@ go to ``train``, so ``astro rl --prompts rl.jsonl --model CKPT --out DIR learnin
 without swallowing the subcommand name, hence the default-command group.)
 
 Every command takes ``--config FILE`` (YAML; its ``sft:`` / ``rl:`` / ``rl_filter:`` section when present,
-else the whole file) and trailing ``key=value`` overrides of the stage config (train/config.py), also written
+else the whole file) and trailing ``key=value`` overrides of the stage config (train/trl_configs.py: every TRL
+option of SFTConfig / GRPOConfig, plus ours; train/config.py for the filter), also written
 TRL-style: ``--learning_rate 1e-5``, ``--learning-rate=1e-5``, ``--lora`` (= ``lora=true``).
 Multi-GPU: ``accelerate launch --config_file configs/accelerate/<cfg>.yaml -m astro_reasoner.cli sft ...``
 (configs/accelerate/README.md).
@@ -84,18 +85,18 @@ def sft_command(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output dir (checkpoints + final model)."),
     config: Optional[Path] = _config_option("sft"),
     overrides: list[str] = typer.Argument(None, help="SFTStageConfig key=value overrides, e.g. max_length=8192 "
-                                          "lora=true num_train_epochs=3 'trl_args={packing_strategy: wrapped}'."
+                                          "lora=true num_train_epochs=3 packing_strategy=wrapped (every TRL SFTConfig option)."
                                           + OVERRIDES_TRL),
 ) -> None:
     """ASTRO §3.3: fine-tune on the long CoTs with TRL's SFTTrainer (loss on all tokens as in the paper;
     completion_only_loss=true puts it on the CoT only)."""
     _require_train()
-    from .config import SFTStageConfig
     from .sft import run_sft
+    from .trl_configs import SFTStageConfig
 
-    cfg = _stage_config(SFTStageConfig, "sft", config, overrides, data=data, model=model, out_dir=out)
+    cfg = _stage_config(SFTStageConfig, "sft", config, overrides, data=data, model=model, output_dir=out)
     _require_train(cfg)
-    typer.echo(f"SFT checkpoint: {run_sft(cfg.data, cfg.out_dir, cfg)['checkpoint']}")
+    typer.echo(f"SFT checkpoint: {run_sft(cfg.data, cfg.output_dir, cfg)['checkpoint']}")
 
 
 @rl_app.command("train", context_settings=FLAGS_AS_OVERRIDES)
@@ -105,16 +106,17 @@ def rl_train_command(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output dir (checkpoints, model, metrics.jsonl)."),
     config: Optional[Path] = _config_option("rl"),
     overrides: list[str] = typer.Argument(None, help="RLStageConfig key=value overrides, e.g. num_generations=8 "
-                                          "max_completion_length=2048 use_vllm=true vllm_mode=server." + OVERRIDES_TRL),
+                                          "max_completion_length=2048 use_vllm=true vllm_mode=server (every TRL GRPOConfig option)."
+                                          + OVERRIDES_TRL),
 ) -> None:
     """ASTRO §3.4: GRPO with the +1/-1 answer-checker reward, no KL; logs reward and behaviour per step."""
     _require_train()
-    from .config import RLStageConfig
     from .grpo import METRICS_FILE, run_grpo
+    from .trl_configs import RLStageConfig
 
-    cfg = _stage_config(RLStageConfig, "rl", config, overrides, prompts=prompts, model=model, out_dir=out)
+    cfg = _stage_config(RLStageConfig, "rl", config, overrides, prompts=prompts, model=model, output_dir=out)
     _require_train(cfg)
-    done = run_grpo(cfg.prompts, cfg.out_dir, cfg)["checkpoint"]
+    done = run_grpo(cfg.prompts, cfg.output_dir, cfg)["checkpoint"]
     typer.echo(f"RL checkpoint: {done}; per-step metrics: {Path(done) / METRICS_FILE}")
 
 

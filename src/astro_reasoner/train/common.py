@@ -1,140 +1,83 @@
-"""What SFT and GRPO share: device/precision choice, TRL config building, model resolution, resume, saving.
+"""What SFT and GRPO share: run identity, model resolution, resume, saving. (Device and precision: runtime.py.)
 
-Device rules: TRL configs default to ``bf16=True``, which fails on a CPU-only machine unless
-``use_cpu=True``; we pick ``use_cpu=True`` on CPU and, under ``precision=auto``, bf16 where the device has it
-natively (a GPU that supports it; a CPU with AVX512-BF16/AMX, as autocast) and fp32 elsewhere, and refuse
-GPU-only requests on CPU with a message saying what to change. ``gradient_checkpointing`` is passed under its
-transformers-5 name ``activation_checkpointing`` (the old name only warns).
+Run identity (``run_settings``): a stage config is a TRL ``TrainingArguments``, whose ``__post_init__`` turns
+what the user wrote into derived, machine-dependent values (enums, ``bf16`` from "auto", accelerate's config,
+``generation_batch_size``...), so neither ``dataclasses.asdict`` nor ``to_dict()`` as a whole identifies a run:
+their values change with the machine and with TRL's defaults. What identifies it is what the user chose:
+our own fields (model, data, LoRA, reward...) and ``output_dir``, plus each TRL option whose value differs
+from that of the class defaults built on this same machine (``baseline``): equal inputs give equal values
+however often, and in whichever copy (``dataclasses.replace`` included), the config is built.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
+import functools
 import logging
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError
 from ..io import honour_umask, read_json, stable_hash, write_json
-from ..outdir import claim_out_dir
+from ..outdir import as_json, claim_out_dir
 from .allocator import tune_glibc_malloc
-from .config import TrainCommon
+from .runtime import Runtime, set_threads
 
 log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "train_summary.json"
-RUN_CONFIG_FILE = "run_config.json"  # written when a run starts: which config owns out_dir
+RUN_CONFIG_FILE = "run_config.json"  # written when a run starts: which config owns output_dir
 # Fields that do not change what is trained (so changing them does not invalidate a finished run).
 _NOT_HASHED = ("resume", "overwrite", "report_to", "threads", "logging_steps", "save_steps", "save_total_limit")
 _LENGTH = ("max_steps", "num_train_epochs")  # may change between attempts: a longer run extends the checkpoint
+_SECRET = ("hub_token",)  # never recorded (to_dict() masks every *_token, but SFT's eos_token is a setting)
+# Placeholders of the required fields, for the class-default config ``baseline`` builds
+_REQUIRED = {"model": "m", "output_dir": "out", "data": "d.jsonl", "prompts": "p.jsonl"}
 
 
-@dataclass(frozen=True)
-class Runtime:
-    device: str  # "cpu" | "cuda"
-    use_cpu: bool
-    bf16: bool
-    fp16: bool
-    dtype: str  # model weights when loaded: "float32" | "bfloat16"
-    activation_checkpointing: bool
+def trl_base(cls: type) -> type:
+    """The TRL config class ``cls`` extends (``trl.SFTConfig`` / ``trl.GRPOConfig``)."""
+    return next(b for b in cls.__mro__[1:] if b.__module__.startswith("trl."))
 
 
-def set_threads(threads: int) -> int:
-    """Set torch's intra-op threads (0 = keep OMP_NUM_THREADS / torch's default). Returns the count in use.
-
-    Why it matters: on a 2-core machine shared with other work, 2 OpenMP threads made a tiny-model GRPO run
-    ~25x slower than 1 thread (measured here: oversubscribed OpenMP threads); tests therefore run with OMP_NUM_THREADS=1.
-    """
-    import torch
-
-    if threads > 0:
-        torch.set_num_threads(threads)
-    return torch.get_num_threads()
+def own_fields(cls: type) -> list[str]:
+    """Our fields of a stage config class: those TRL's config does not have."""
+    trl = {f.name for f in dataclasses.fields(trl_base(cls))}
+    return [f.name for f in dataclasses.fields(cls) if f.name not in trl]
 
 
-def _cpu_has_bf16() -> bool:
-    """Native bfloat16 (AVX512-BF16 or AMX): explicit ``precision=bf16`` is allowed."""
-    import torch
-
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def _cpu_has_amx() -> bool:
-    """AMX tiles (Linux ``amx_bf16`` flag): the only CPUs where bf16 autocast beats fp32.
-
-    Measured on this kind of machine: with AMX, a 1024x576x1536 matmul ran 975 vs 130 GFLOPS for one core
-    (1.33x per SFT step, BENCHMARKS.md); on a CPU with AVX512-BF16 but no AMX the same matmul under autocast ran
-    48 vs 94 GFLOPS in fp32, and a GSM8K warm-start step took ~43 s instead of ~15 s. torch reports neither
-    difference (``get_cpu_capability()`` says AVX512 on both), hence the flag.
-    """
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            return any(line.startswith("flags") and " amx_bf16" in line for line in f)
-    except OSError:
-        return False
+def plain(cfg: Any) -> dict[str, Any]:
+    """Every option of ``cfg`` as JSON values: TRL's ``to_dict()`` (enums as values), except that a ``*_token``
+    setting (SFT's eos_token) keeps its value and secrets are left out."""
+    d = cfg.to_dict()
+    for key in d:
+        if key.endswith("_token"):
+            d[key] = getattr(cfg, key)
+    return as_json({k: v for k, v in d.items() if k not in _SECRET})
 
 
-def resolve_runtime(cfg: TrainCommon, *, use_vllm: bool = False) -> Runtime:
-    """Pick device and precision for ``cfg``; raise ConfigError for GPU-only options on a machine without one."""
-    import torch
+def baseline(cls: type) -> dict[str, Any]:
+    """``plain`` of the class defaults built on this machine (cached per machine facts: building one resets
+    accelerate's state, and tests simulate other machines)."""
+    from .runtime import cpu_has_amx, cpu_has_bf16, cuda_available
 
-    has_cuda = torch.cuda.is_available()
-    device = cfg.device if cfg.device != "auto" else ("cuda" if has_cuda else "cpu")
-    if device == "cuda" and not has_cuda:
-        raise ConfigError("device=cuda but no CUDA GPU is visible (torch.cuda.is_available() is False); "
-                          "use device=auto or device=cpu")
-    gpu_only = {k for k in ("bf16", "fp16", "tf32") if cfg.trl_args.get(k)}
-    if device == "cpu":
-        if cfg.precision == "fp16":
-            raise ConfigError("precision=fp16 needs a CUDA GPU; this run is on CPU, where training uses fp32 (or "
-                              "bf16 on a CPU with native bfloat16): set precision=auto, fp32 or bf16")
-        # auto: bf16 autocast where the CPU has AMX (1.33x per SFT step, BENCHMARKS.md), else fp32 (without AMX,
-        # native AVX512-BF16 included, bf16 autocast is slower than fp32: _cpu_has_amx)
-        cpu_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and _cpu_has_bf16() and _cpu_has_amx())
-        if cfg.precision == "bf16" and not _cpu_has_bf16():
-            raise ConfigError("precision=bf16 on CPU needs native bfloat16 (AVX512-BF16 or AMX, e.g. Intel Sapphire "
-                              "Rapids); this CPU has neither, so bf16 would be emulated and slower: use "
-                              "precision=auto (fp32 on this CPU)")
-        if gpu_only:
-            raise ConfigError(f"trl_args sets {', '.join(sorted(gpu_only))}, which needs a CUDA GPU; this run is on "
-                              "CPU: remove it (precision=auto picks bf16 on a CPU with native bfloat16, else fp32)")
-        if use_vllm:
-            raise ConfigError("use_vllm=true needs a CUDA GPU (vLLM generation, server or colocate); this run is "
-                              "on CPU: set use_vllm=false (generation then uses transformers)")
-        # bf16 on CPU: fp32 master weights under torch.autocast (the Trainer's bf16 + use_cpu); oneDNN runs the
-        # matmuls on AMX/AVX512-BF16 (measured here: 975 vs 130 GFLOPS for one core on a 1024x576x1536 matmul)
-        return Runtime("cpu", use_cpu=True, bf16=cpu_bf16, fp16=False, dtype="float32",
-                       activation_checkpointing=bool(cfg.gradient_checkpointing))
-    precision = cfg.precision
-    if precision == "auto":
-        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    if precision == "bf16" and not torch.cuda.is_bf16_supported():
-        raise ConfigError("precision=bf16 but this GPU does not support bfloat16; use precision=fp16 or fp32")
-    ckpt = True if cfg.gradient_checkpointing is None else cfg.gradient_checkpointing
-    # fp16 keeps fp32 master weights (the grad scaler cannot unscale fp16 grads); bf16 loads bf16 weights.
-    return Runtime("cuda", use_cpu=False, bf16=precision == "bf16", fp16=precision == "fp16",
-                   dtype="bfloat16" if precision == "bf16" else "float32", activation_checkpointing=ckpt)
+    return _baseline(cls, cuda_available(), cpu_has_bf16() and cpu_has_amx(), os.environ.get("WORLD_SIZE", "1"))
 
 
-def resolve_report_to(value: str) -> list[str]:
-    """``auto`` -> ["tensorboard"] when tensorboard is importable, else []; ``none`` -> []; else a list."""
-    value = (value or "none").strip()
-    if value == "auto":
-        try:
-            import tensorboard  # noqa: F401
-        except ImportError:
-            return []
-        return ["tensorboard"]
-    if value == "none":
-        return []
-    return [v.strip() for v in value.split(",") if v.strip()]
+@functools.lru_cache(maxsize=None)
+def _baseline(cls: type, *host: Any) -> dict[str, Any]:
+    fields = {f.name for f in dataclasses.fields(cls)}
+    return plain(cls(**{k: v for k, v in _REQUIRED.items() if k in fields}))
+
+
+def run_settings(cfg: Any) -> dict[str, Any]:
+    """What identifies the run ``cfg`` trains (module doc): our fields and output_dir, then the TRL options the
+    user changed. Recorded in ``run_config.json``, compared on resume, hashed by ``config_hash``."""
+    mine, base = plain(cfg), baseline(type(cfg))
+    ours = [*own_fields(type(cfg)), "output_dir"]
+    return {**{k: mine[k] for k in ours}, **{k: v for k, v in mine.items() if k not in ours and v != base.get(k)}}
 
 
 def resolve_model_path(name: str) -> str:
@@ -146,59 +89,7 @@ def resolve_model_path(name: str) -> str:
     return str(resolve_model(name))
 
 
-def common_trl_kwargs(cfg: TrainCommon, rt: Runtime) -> dict[str, Any]:
-    """TRL/transformers TrainingArguments from our shared fields."""
-    return dict(
-        output_dir=cfg.out_dir, use_cpu=rt.use_cpu, bf16=rt.bf16, fp16=rt.fp16,
-        activation_checkpointing=rt.activation_checkpointing,
-        learning_rate=cfg.learning_rate, num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps, lr_scheduler_type=cfg.lr_scheduler_type,
-        warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
-        seed=cfg.seed, logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit, report_to=resolve_report_to(cfg.report_to),
-        model_init_kwargs={"dtype": rt.dtype},
-    )
-
-
-def build_trl_config(cls: type, ours: dict[str, Any], trl_args: dict[str, Any]):
-    """Instantiate the TRL config ``cls`` from our mapped options plus the pass-through ``trl_args``.
-
-    A ``trl_args`` key must be a field of ``cls`` and must not shadow one of our own options (say it once).
-    TRL's own ValueErrors (bad combinations) become ConfigErrors.
-    """
-    names = {f.name for f in dataclasses.fields(cls)}
-    ours = _for_transformers_4(ours, names)
-    trl_args = dict(trl_args)
-    if isinstance(trl_args.get("model_init_kwargs"), dict):  # e.g. attn_implementation: merged with ours
-        trl_args["model_init_kwargs"] = {**ours.get("model_init_kwargs", {}), **trl_args["model_init_kwargs"]}
-        ours = {k: v for k, v in ours.items() if k != "model_init_kwargs"}
-    for key in trl_args:
-        if key not in names:
-            close = difflib.get_close_matches(key, sorted(names), n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise ConfigError(f"trl_args: {key!r} is not an option of {cls.__name__}{hint}")
-        if key in ours:
-            raise ConfigError(f"trl_args: {key!r} is set from our own config; set it there (e.g. {key}=...) "
-                              "instead of in trl_args")
-    try:
-        return cls(**{**ours, **trl_args})
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{cls.__name__}: {exc}") from None
-
-
-def _for_transformers_4(ours: dict[str, Any], names: set[str]) -> dict[str, Any]:
-    """Our transformers-5 argument names, renamed where an older transformers (>= 4.56, allowed by TRL 1.16)
-    has only the old ones: ``gradient_checkpointing``, and ``warmup_ratio`` for a fractional warmup."""
-    ours = dict(ours)
-    if "activation_checkpointing" not in names and "activation_checkpointing" in ours:
-        ours["gradient_checkpointing"] = ours.pop("activation_checkpointing")
-    if "warmup_ratio" in names and 0 < ours.get("warmup_steps", 0) < 1:
-        ours["warmup_ratio"], ours["warmup_steps"] = ours["warmup_steps"], 0
-    return ours
-
-
-def lora_config(cfg: TrainCommon):
+def lora_config(cfg: Any):
     """A peft LoraConfig for ``cfg.lora`` (None for full fine-tuning)."""
     if not cfg.lora:
         return None
@@ -211,10 +102,11 @@ def lora_config(cfg: TrainCommon):
                       target_modules=targets, task_type="CAUSAL_LM")
 
 
-def config_hash(cfg: TrainCommon, *, with_length: bool = True) -> str:
-    """Hash of what ``cfg`` trains; ``with_length=False`` leaves out how long (max_steps, epochs), so a
-    finished run can be extended by re-running with more steps (it resumes from its last checkpoint)."""
-    d = dataclasses.asdict(cfg)
+def config_hash(cfg: Any, *, with_length: bool = True) -> str:
+    """Hash of what ``cfg`` trains (``run_settings``); ``with_length=False`` leaves out how long (max_steps,
+    epochs), so a finished run can be extended by re-running with more steps (it resumes from its last
+    checkpoint)."""
+    d = run_settings(cfg)
     for key in _NOT_HASHED + (() if with_length else _LENGTH):
         d.pop(key, None)
     return stable_hash(d)[:16]
@@ -225,20 +117,24 @@ def is_main_rank() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def start_run(cfg: TrainCommon) -> tuple[bool, str | None, Any]:
-    """Claim ``out_dir`` for ``cfg``: returns (already finished, checkpoint to resume from or None, the
+def start_run(cfg: Any) -> tuple[bool, str | None, Any]:
+    """Claim ``output_dir`` for ``cfg``: returns (already finished, checkpoint to resume from or None, the
     directory lock to hold while training: ``outdir.claim_out_dir``, taken by the main rank only).
 
     - A finished run of this same config (``train_summary.json``) -> (True, None): the stage is skipped.
-    - ``out_dir`` used by a run of a *different* config (``run_config.json``) -> ConfigError naming the changed
+    - ``output_dir`` used by a run of a *different* config (``run_config.json``) -> ConfigError naming the changed
       keys unless ``overwrite=true``: silently mixing two runs would make the checkpoint lie about how it was
       trained. Only the length (max_steps, epochs) and the keys in ``_NOT_HASHED`` may change: a longer run
       extends the run from its latest checkpoint.
     - ``overwrite=true`` always starts over. Otherwise ``resume=auto`` resumes from the latest
       ``checkpoint-N``; ``never`` starts over; a path resumes from that checkpoint.
     """
-    out = Path(cfg.out_dir)
-    settings = dataclasses.asdict(cfg)
+    out = Path(cfg.output_dir)
+    settings = run_settings(cfg)
+    # A recorded key this config leaves at its default is compared with that default (not shown as missing).
+    recorded = _recorded_settings(out)
+    full = plain(cfg)
+    settings = {**{k: full[k] for k in recorded if k in full and k not in settings}, **settings}
     # Runs from before run_config.json recorded their config only in the summary (same layout).
     lock = claim_out_dir(out, settings, settings_file=RUN_CONFIG_FILE, holds="a training run",
                          record={"run_hash": config_hash(cfg, with_length=False), "config": settings},
@@ -255,8 +151,19 @@ def start_run(cfg: TrainCommon) -> tuple[bool, str | None, Any]:
     return False, resume_checkpoint(cfg), lock
 
 
-def resume_checkpoint(cfg: TrainCommon) -> str | None:
-    """The checkpoint to resume from: ``resume=auto`` -> latest ``checkpoint-N`` in out_dir (if any)."""
+def _recorded_settings(out: Path) -> dict[str, Any]:
+    for name in (RUN_CONFIG_FILE, SUMMARY_FILE):
+        try:
+            stored = read_json(out / name) if (out / name).is_file() else None
+        except Exception:  # noqa: BLE001 - claim_out_dir reports an unreadable file with its fix
+            return {}
+        if isinstance(stored, dict) and isinstance(stored.get("config"), dict):
+            return stored["config"]
+    return {}
+
+
+def resume_checkpoint(cfg: Any) -> str | None:
+    """The checkpoint to resume from: ``resume=auto`` -> latest ``checkpoint-N`` in output_dir (if any)."""
     if cfg.resume == "never":
         return None
     if cfg.resume != "auto":
@@ -264,9 +171,9 @@ def resume_checkpoint(cfg: TrainCommon) -> str | None:
             raise ConfigError(f"resume={cfg.resume!r}: not a checkpoint directory; use auto, never, or a path "
                               "to a checkpoint-N directory")
         return cfg.resume
-    if not Path(cfg.out_dir).is_dir():
+    if not Path(cfg.output_dir).is_dir():
         return None
-    return last_complete_checkpoint(cfg.out_dir)
+    return last_complete_checkpoint(cfg.output_dir)
 
 
 def last_complete_checkpoint(out_dir: str | Path) -> str | None:
@@ -288,15 +195,15 @@ def last_complete_checkpoint(out_dir: str | Path) -> str | None:
     return None
 
 
-def save_final(trainer, cfg: TrainCommon, base_model: str) -> None:
-    """Save the trained model + tokenizer (+ chat template) to ``cfg.out_dir`` as an HF checkpoint.
+def save_final(trainer, cfg: Any, base_model: str) -> None:
+    """Save the trained model + tokenizer (+ chat template) to ``cfg.output_dir`` as an HF checkpoint.
 
     Full fine-tuning: ``trainer.save_model`` (collective under DeepSpeed/FSDP; writes on the main process).
-    LoRA with ``merge_lora``: the adapter goes to ``out_dir/adapter``; then the main process reloads the base
-    weights, merges the adapter into them and saves a plain checkpoint in ``out_dir`` (so the hf backend and
-    vLLM load it without peft). Without ``merge_lora`` ``out_dir`` holds the adapter only.
+    LoRA with ``merge_lora``: the adapter goes to ``output_dir/adapter``; then the main process reloads the base
+    weights, merges the adapter into them and saves a plain checkpoint in ``output_dir`` (so the hf backend and
+    vLLM load it without peft). Without ``merge_lora`` ``output_dir`` holds the adapter only.
     """
-    out = Path(cfg.out_dir)
+    out = Path(cfg.output_dir)
     if not (cfg.lora and cfg.merge_lora):
         trainer.save_model(str(out))
         trainer.create_model_card(model_name=out.name)  # TRL writes it at checkpoint saves only (train/card.py)
@@ -334,13 +241,14 @@ def add_umask_callback(trainer) -> None:
     trainer.add_callback(HonourUmask())
 
 
-def write_summary(trainer, cfg: TrainCommon, extra: dict[str, Any], started: float) -> None:
-    """``out_dir/train_summary.json`` (main process only): config, its hash, losses, timings, counts."""
+def write_summary(trainer, cfg: Any, extra: dict[str, Any], started: float) -> None:
+    """``output_dir/train_summary.json`` (main process only): the full config (every TRL option as TRL got it),
+    its hash, losses, timings, counts."""
     if not trainer.is_world_process_zero():
         return
     history = trainer.state.log_history
-    write_json(Path(cfg.out_dir) / SUMMARY_FILE, {
-        "config": dataclasses.asdict(cfg), "config_hash": config_hash(cfg),
+    write_json(Path(cfg.output_dir) / SUMMARY_FILE, {
+        "config": plain(cfg), "config_hash": config_hash(cfg),
         "run_hash": config_hash(cfg, with_length=False),
         "global_step": trainer.state.global_step, "wall_seconds": round(time.time() - started, 2),
         "world_size": trainer.args.world_size,
@@ -353,7 +261,7 @@ def write_summary(trainer, cfg: TrainCommon, extra: dict[str, Any], started: flo
     })
 
 
-def prepare_environment(cfg: TrainCommon, rt: Runtime) -> None:
+def prepare_environment(cfg: Any, rt: Runtime) -> None:
     """Process-level settings that must precede the model's and tokenizer's first use."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     set_threads(cfg.threads)

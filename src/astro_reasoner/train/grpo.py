@@ -8,14 +8,13 @@ Behaviour logging (the input of the reward/behaviour correlation analysis): the 
 self-reflections and backtracks in every completion (``astro_reasoner.behaviour.analyze_behaviour``) and
 reports batch means through TRL's ``log_metric`` side channel, so TRL averages them over each logging step,
 across processes, and sends them to tensorboard with its own metrics (reward, completion length...).
-``BehaviourMetricsCallback`` writes one line per logging step to ``out_dir/metrics.jsonl``; with
-``save_completions`` every completion goes to ``out_dir/completions.jsonl`` (``completions.rank{k}.jsonl`` for
+``BehaviourMetricsCallback`` writes one line per logging step to ``output_dir/metrics.jsonl``; with
+``save_completions`` every completion goes to ``output_dir/completions.jsonl`` (``completions.rank{k}.jsonl`` for
 other ranks) with its reward and counts.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from contextlib import nullcontext
@@ -24,15 +23,16 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import ConfigError
 from ..io import DataError, append_jsonl, numbered_jsonl, read_jsonl, write_jsonl
-from .common import (Runtime, add_umask_callback, build_trl_config, common_trl_kwargs, lora_config,
-                     prepare_environment, resolve_model_path, resolve_runtime, save_final, start_run, write_summary)
 from .card import install_model_card
-from .config import RLStageConfig
+from .common import (add_umask_callback, lora_config, prepare_environment, resolve_model_path, save_final,
+                     start_run, write_summary)
+from .runtime import check_runtime
 from ..checking import AnswerChecker, completion_text
 from .rewards import RewardValues, correctness_reward
 from .sft import check_messages
 
 if TYPE_CHECKING:  # annotations only: the protocol every backend (and test double) implements
+    from .trl_configs import RLStageConfig  # imports TRL: `astro rl filter` (load_rl_rows) must not need it
     from ..backends.base import Policy
 
 log = logging.getLogger(__name__)
@@ -144,46 +144,22 @@ def make_metrics_callback(out_dir: str, rank: int, save_completions: bool):
     return BehaviourMetricsCallback()
 
 
-def grpo_trl_kwargs(cfg: RLStageConfig) -> dict[str, Any]:
-    """Our RL options under their TRL ``GRPOConfig`` names (vLLM ones only when vLLM is used)."""
-    kw: dict[str, Any] = dict(
-        beta=cfg.beta, loss_type=cfg.loss_type, num_generations=cfg.num_generations, epsilon=cfg.epsilon,
-        epsilon_high=cfg.epsilon_high, temperature=cfg.temperature, top_p=cfg.top_p,
-        max_completion_length=cfg.max_completion_length, scale_rewards=cfg.scale_rewards,
-        mask_truncated_completions=cfg.mask_truncated_completions, num_iterations=cfg.num_iterations,
-        steps_per_generation=cfg.steps_per_generation, use_vllm=cfg.use_vllm)
-    if cfg.use_vllm:
-        kw.update(vllm_mode=cfg.vllm_mode, vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
-                  vllm_tensor_parallel_size=cfg.vllm_tensor_parallel_size)
-        if cfg.vllm_server_base_url:
-            kw["vllm_server_base_url"] = cfg.vllm_server_base_url
-    return kw
-
-
-def build_grpo_trainer(cfg: RLStageConfig, checker: AnswerChecker, rt: Runtime | None = None):
-    """The configured TRL ``GRPOTrainer`` (not yet trained) for ``cfg``, rewarding through ``checker``."""
+def build_grpo_trainer(cfg: RLStageConfig, checker: AnswerChecker):
+    """The configured TRL ``GRPOTrainer`` (not yet trained; ``cfg`` is its ``args``), rewarding through
+    ``checker``."""
     from datasets import Dataset
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
 
-    rt = rt or resolve_runtime(cfg, use_vllm=cfg.use_vllm)
     analyze = behaviour_counter() if cfg.behaviour_logging else None
     model_path = resolve_model_path(cfg.model)
-    try:
-        args = build_trl_config(GRPOConfig, common_trl_kwargs(cfg, rt) | grpo_trl_kwargs(cfg), cfg.trl_args)
-    except ConfigError as exc:
-        if "divisible by num_generations" not in str(exc):
-            raise
-        raise ConfigError(f"{exc} A generation batch is per_device_train_batch_size x processes x "
-                          "steps_per_generation completions, i.e. whole groups of num_generations: e.g. set "
-                          f"per_device_train_batch_size={cfg.num_generations}") from None
     rows = load_rl_rows(cfg.prompts)
-    rank = args.process_index
+    rank = cfg.process_index
     reward = LoggedCorrectnessReward(
         checker, RewardValues(cfg.reward_correct, cfg.reward_wrong, cfg.reward_unparseable), analyze,
-        completions_path(cfg.out_dir, rank) if cfg.save_completions else None)
-    trainer = GRPOTrainer(model=model_path, reward_funcs=[reward], args=args, train_dataset=Dataset.from_list(rows),
+        completions_path(cfg.output_dir, rank) if cfg.save_completions else None)
+    trainer = GRPOTrainer(model=model_path, reward_funcs=[reward], args=cfg, train_dataset=Dataset.from_list(rows),
                           peft_config=lora_config(cfg),
-                          callbacks=[make_metrics_callback(cfg.out_dir, rank, cfg.save_completions)])
+                          callbacks=[make_metrics_callback(cfg.output_dir, rank, cfg.save_completions)])
     install_model_card(trainer, cfg.model)  # "fine-tuned version of <base model>", not of None
     add_umask_callback(trainer)
     return trainer, {"model_path": model_path, "prompts": len(rows)}
@@ -194,7 +170,7 @@ def run_grpo(prompts: str | Path, out: str | Path, cfg: RLStageConfig, *, policy
     """Train with GRPO on ``prompts`` (rl.jsonl), save an HF checkpoint in ``out`` (plus metrics.jsonl); return
     ``{"checkpoint": out, "skipped": bool}`` (skipped: ``out`` already held this finished run).
 
-    ``prompts`` and ``out`` replace ``cfg.prompts`` / ``cfg.out_dir`` (the config keeps both fields so that a
+    ``prompts`` and ``out`` replace ``cfg.prompts`` / ``cfg.output_dir`` (the config keeps both fields so that a
     YAML file describes the whole run). ``checker`` rewards the completions (default: a ``Checker`` with
     ``cfg.checker_workers`` / ``cfg.checker_deadline``, made and closed here). ``policy`` is not used (TRL
     samples from the model it trains, ``cfg.model``); it is accepted so every stage is called the same way.
@@ -202,21 +178,22 @@ def run_grpo(prompts: str | Path, out: str | Path, cfg: RLStageConfig, *, policy
     """
     from ..checking import Checker
 
-    cfg = dataclasses.replace(cfg, prompts=str(prompts), out_dir=str(out))
-    rt = resolve_runtime(cfg, use_vllm=cfg.use_vllm)  # device/precision errors before anything is written
+    if (str(prompts), str(out)) != (cfg.prompts, cfg.output_dir):
+        cfg = cfg.with_changes(prompts=str(prompts), output_dir=str(out))
+    rt = check_runtime(cfg)  # device/precision errors before anything is written
     prepare_environment(cfg, rt)
     if cfg.behaviour_logging:
         behaviour_counter()  # fail before training if the behaviour counter is missing
     finished, resume_from, lock = start_run(cfg)  # noqa: F841 - the lock is held for the run
     if finished:
-        log.warning("%s already holds this finished RL run; skipping (overwrite=true to retrain)", cfg.out_dir)
-        return {"checkpoint": cfg.out_dir, "skipped": True}
+        log.warning("%s already holds this finished RL run; skipping (overwrite=true to retrain)", cfg.output_dir)
+        return {"checkpoint": cfg.output_dir, "skipped": True}
     started = time.time()
     # a checker made here is closed here; a given one stays open for the caller
     made = Checker(workers=cfg.checker_workers, deadline=cfg.checker_deadline) if checker is None else None
     with made if made is not None else nullcontext(checker) as checker:
-        trainer, info = build_grpo_trainer(cfg, checker, rt)
+        trainer, info = build_grpo_trainer(cfg, checker)
         trainer.train(resume_from_checkpoint=resume_from)
     save_final(trainer, cfg, info["model_path"])
     write_summary(trainer, cfg, {"stage": "rl", "data": info}, started)
-    return {"checkpoint": cfg.out_dir, "skipped": False}
+    return {"checkpoint": cfg.output_dir, "skipped": False}

@@ -12,19 +12,19 @@ examples that would be cut and warn (or drop them with ``drop_long=true``).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..io import DataError, numbered_jsonl, read_jsonl
-from .common import (Runtime, add_umask_callback, build_trl_config, common_trl_kwargs, lora_config,
-                     prepare_environment, resolve_model_path, resolve_runtime, save_final, start_run, write_summary)
 from .card import install_model_card
-from .config import SFTStageConfig
+from .common import (add_umask_callback, lora_config, prepare_environment, resolve_model_path, save_final,
+                     start_run, write_summary)
+from .runtime import check_runtime
 
 if TYPE_CHECKING:  # annotations only: the protocols every backend / checker (and test double) implements
+    from .trl_configs import SFTStageConfig  # imports TRL: `astro rl filter` (load_rl_rows) must not need it
     from ..backends.base import Policy
     from ..checking import AnswerChecker
 
@@ -64,7 +64,7 @@ def no_examples(path: str | Path) -> str:
 
 
 def require_examples(path: str | Path) -> None:
-    """DataError unless ``path`` holds at least one record (checked before the run claims its out_dir)."""
+    """DataError unless ``path`` holds at least one record (checked before the run claims its output_dir)."""
     for _ in read_jsonl(path):
         return
     raise DataError(no_examples(path))
@@ -108,28 +108,23 @@ def apply_length_limit(rows: list[dict[str, Any]], lengths: list[int], cfg: SFTS
     return rows, stats
 
 
-def build_sft_trainer(cfg: SFTStageConfig, rt: Runtime | None = None):
-    """The configured TRL ``SFTTrainer`` (not yet trained) and a dict of data statistics."""
+def build_sft_trainer(cfg: SFTStageConfig):
+    """The configured TRL ``SFTTrainer`` (not yet trained; ``cfg`` is its ``args``) and a dict of data statistics."""
     from datasets import Dataset
     from transformers import AutoTokenizer
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTTrainer
 
-    rt = rt or resolve_runtime(cfg)
     model_path = resolve_model_path(cfg.model)
-    ours = common_trl_kwargs(cfg, rt) | dict(
-        max_length=cfg.max_length, packing=cfg.packing, completion_only_loss=cfg.completion_only_loss,
-        assistant_only_loss=False)
-    args = build_trl_config(SFTConfig, ours, cfg.trl_args)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.chat_template is None:
         raise DataError(f"{model_path}: the tokenizer has no chat template; SFT on chat data needs one (use an "
-                        "instruct model, or set trl_args={chat_template_path: ...})")
+                        "instruct model, or set chat_template_path=...)")
     rows = load_sft_rows(cfg.data)
     rows, stats = apply_length_limit(rows, token_lengths(tokenizer, rows), cfg,
-                                     main_process=args.process_index == 0)
+                                     main_process=cfg.process_index == 0)
     stats["model_path"] = model_path
     dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
-    trainer = SFTTrainer(model=model_path, args=args, train_dataset=dataset, processing_class=tokenizer,
+    trainer = SFTTrainer(model=model_path, args=cfg, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=lora_config(cfg))
     install_model_card(trainer, cfg.model)  # "fine-tuned version of <base model>", not of None
     add_umask_callback(trainer)
@@ -141,23 +136,24 @@ def run_sft(data: str | Path, out: str | Path, cfg: SFTStageConfig, *, policy: P
     """Train on ``data`` (sft.jsonl), save an HF checkpoint (safetensors + tokenizer + chat template) in ``out``;
     return ``{"checkpoint": out, "skipped": bool}`` (skipped: ``out`` already held this finished run).
 
-    ``data`` and ``out`` replace ``cfg.data`` / ``cfg.out_dir`` (the config keeps both fields so that a YAML
+    ``data`` and ``out`` replace ``cfg.data`` / ``cfg.output_dir`` (the config keeps both fields so that a YAML
     file, e.g. the pipeline's ``launch_config.yaml``, describes the whole run). ``policy`` and ``checker`` are
     not used (the trainer loads ``cfg.model`` itself; SFT checks no answers); they are accepted so every stage
     is called the same way. Re-running with the same config skips a finished run and resumes an interrupted
     one from its latest ``checkpoint-N`` (``resume=auto``).
     """
-    cfg = dataclasses.replace(cfg, data=str(data), out_dir=str(out))
-    rt = resolve_runtime(cfg)  # device/precision errors before anything is written
+    if (str(data), str(out)) != (cfg.data, cfg.output_dir):
+        cfg = cfg.with_changes(data=str(data), output_dir=str(out))
+    rt = check_runtime(cfg)  # device/precision errors before anything is written
     prepare_environment(cfg, rt)
-    require_examples(cfg.data)  # an empty sft.jsonl: one line now, not a claimed out_dir and a library error
+    require_examples(cfg.data)  # an empty sft.jsonl: one line now, not a claimed output_dir and a library error
     finished, resume_from, lock = start_run(cfg)  # noqa: F841 - the lock is held for the run
     if finished:
-        log.warning("%s already holds this finished SFT run; skipping (overwrite=true to retrain)", cfg.out_dir)
-        return {"checkpoint": cfg.out_dir, "skipped": True}
+        log.warning("%s already holds this finished SFT run; skipping (overwrite=true to retrain)", cfg.output_dir)
+        return {"checkpoint": cfg.output_dir, "skipped": True}
     started = time.time()
-    trainer, stats = build_sft_trainer(cfg, rt)
+    trainer, stats = build_sft_trainer(cfg)
     trainer.train(resume_from_checkpoint=resume_from)
     save_final(trainer, cfg, stats["model_path"])
     write_summary(trainer, cfg, {"stage": "sft", "data": stats}, started)
-    return {"checkpoint": cfg.out_dir, "skipped": False}
+    return {"checkpoint": cfg.output_dir, "skipped": False}
