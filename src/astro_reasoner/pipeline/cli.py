@@ -120,6 +120,6 @@ def register(app: typer.Typer) -> None:
                                    "`demo`, ships with the package: CPU, SmolLM2-135M)."),
         force: Optional[list[str]] = typer.Option(None, "--force", help="Redo this stage and its dependents."),
     ) -> None:
-        """The CPU demo: synthetic arithmetic problems + SmolLM2-135M-Instruct through every stage
+        """The CPU demo: Countdown puzzles + SmolLM2-135M-Instruct through every stage, ASTRO vs Direct
         (`astro pipeline demo`)."""
         raise typer.Exit(run_pipeline(config, list(overrides or []), force))
