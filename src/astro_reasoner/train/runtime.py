@@ -98,7 +98,7 @@ def check_runtime(cfg: Any) -> Runtime:
     if cfg.use_cpu:
         if cfg.fp16:
             raise ConfigError("fp16=true needs a CUDA GPU; this run is on CPU, where training uses fp32 (or bf16 on "
-                              "a CPU with native bfloat16): remove fp16 (bf16 unset picks bf16 where it is native)")
+                              "a CPU with native bfloat16): remove fp16 (bf16 unset picks bf16 where it is faster)")
         if cfg.bf16 and not cpu_has_bf16():
             raise ConfigError("bf16=true on CPU needs native bfloat16 (AVX512-BF16 or AMX, e.g. Intel Sapphire "
                               "Rapids); this CPU has neither, so bf16 would be emulated and slower: leave bf16 "
