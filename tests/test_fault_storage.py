@@ -129,7 +129,7 @@ def test_missing_final_newline_keeps_the_record(tmp_path):
     path = out / "trees.jsonl"
     data = path.read_bytes()
     path.write_bytes(data[:-1])
-    from astro_reasoner.search.storage import completed_ids
+    from astro_reasoner.trees import completed_ids
 
     assert len(completed_ids(out)) == 4  # resume sees all four
     assert path.read_bytes() == data  # and the newline was put back, nothing cut

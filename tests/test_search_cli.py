@@ -90,7 +90,7 @@ def test_ray_two_workers_match_one_process(problem_file, tiny_model_dir, tmp_pat
     from astro_reasoner.checking import Checker
     from astro_reasoner.search import run_search
     from astro_reasoner.search.distributed import run_search_distributed
-    from astro_reasoner.search.storage import tree_content
+    from astro_reasoner.trees import tree_content
 
     cloudpickle.register_pickle_by_value(search_helpers)  # workers cannot import the tests directory
     # explicit: a local ray.init otherwise turns token auth on for the whole test process (os.environ and

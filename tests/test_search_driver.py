@@ -14,7 +14,7 @@ from astro_reasoner.checking import Checker
 from astro_reasoner.config import ConfigError
 from astro_reasoner.search import SearchConfig, load_trees, run_search, search_iter
 from astro_reasoner.search.mcts import validate_tree
-from astro_reasoner.search.storage import tree_content
+from astro_reasoner.trees import tree_content
 
 GOLDEN = Path(__file__).parent / "golden" / "search_tree_scripted.json"
 BASE = SearchConfig(**RESUME_CFG)

@@ -18,7 +18,7 @@ from astro_reasoner.checking import Checker
 from astro_reasoner.search import SearchConfig, load_trees, run_search, search_iter
 from astro_reasoner.search import mcts
 from astro_reasoner.search.driver import Driver
-from astro_reasoner.search.storage import tree_content
+from astro_reasoner.trees import tree_content
 from astro_reasoner.types import Completion, GenParams, Node, Problem
 
 BASE = SearchConfig(**RESUME_CFG)

@@ -37,7 +37,7 @@ from search_helpers import A, RESUME_CFG, ScriptedPolicy, problems, scripted_spe
 from astro_reasoner.checking import Checker  # noqa: E402
 from astro_reasoner.search import SearchConfig, run_search  # noqa: E402
 from astro_reasoner.search.distributed import BackendSpec, run_search_distributed  # noqa: E402
-from astro_reasoner.search.storage import load_trees, tree_content, trees_path  # noqa: E402
+from astro_reasoner.trees import load_trees, tree_content, trees_path  # noqa: E402
 
 SRC = Path(astro_reasoner.__file__).resolve().parents[1]  # the worktree's src/ must win on the workers too
 

@@ -7,6 +7,6 @@ Public API: ``SearchConfig``, ``run_search`` (problems -> ``trees.jsonl`` + ``su
 from .config import SearchConfig
 from .driver import search_iter
 from .run import run_search
-from .storage import load_trees
+from ..trees import load_trees
 
 __all__ = ["SearchConfig", "run_search", "search_iter", "load_trees"]

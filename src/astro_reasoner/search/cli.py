@@ -191,7 +191,7 @@ def trees_stats(
     from rich.table import Table
 
     from .accounting import summarize_trees
-    from .storage import load_trees
+    from ..trees import load_trees
 
     stats = summarize_trees(load_trees(path))
     if as_json:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import BackendError
+from ..trees import append_tree, load_trees, trees_path
 from ..types import Problem, SearchTree
 from . import storage
 from .config import SearchConfig
@@ -105,9 +106,9 @@ def run_search_distributed(problems: Sequence[Problem], spec: BackendSpec, cfg: 
     os.makedirs(out_dir, exist_ok=True)
     lock = storage.check_settings(out_dir, cfg.search_settings())  # noqa: F841 - held for the run
     todo, done = pending_problems(problems, out_dir)
-    path = storage.trees_path(out_dir)
+    path = trees_path(out_dir)
     if reporter:
-        correct = sum(t.stats.get("terminals_correct", 0) > 0 for t in storage.load_trees(path)) \
+        correct = sum(t.stats.get("terminals_correct", 0) > 0 for t in load_trees(path)) \
             if path.exists() else 0
         reporter.start(len(todo) + len(done), len(done), correct)
     t0 = time.perf_counter()
@@ -202,7 +203,7 @@ def _drive(ray, todo, spec, cfg, path, workers, cpus_per_worker, checker_workers
                 if tree.problem_id in written:  # cannot happen (only unwritten ids are re-dispatched): guard
                     log.warning("search worker %d sent %s a second time: dropped", shard, tree.problem_id)
                     continue
-                storage.append_tree(path, tree)
+                append_tree(path, tree)
                 written.add(tree.problem_id)
                 if reporter:
                     reporter.tree(tree)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import require_arguments
 from ..io import write_json
+from ..trees import append_tree, completed_ids, load_trees, trees_path
 from ..types import Problem, SearchTree
 from . import storage
 from .accounting import run_summary
@@ -41,19 +42,19 @@ def pending_problems(problems: Sequence[Problem], out_dir: str | os.PathLike,
     """(problems of this shard still to search, ids already done in ``out_dir``)."""
     storage.check_unique_ids(problems)
     mine = storage.select_shard(problems, shard)
-    done = storage.completed_ids(out_dir)
+    done = completed_ids(out_dir)
     return [p for p in mine if p.id not in done], {p.id for p in mine if p.id in done}
 
 
 def summary_path(out_dir: str | os.PathLike, shard: tuple[int, int] | None = None):
-    path = storage.trees_path(out_dir, shard)
+    path = trees_path(out_dir, shard)
     return path.with_name(SUMMARY_FILE if shard is None else f"summary.shard-{shard[0]}-of-{shard[1]}.json")
 
 
 def write_summary(out_dir, cfg: SearchConfig, counters: dict[str, Any], wall: float,
                   shard: tuple[int, int] | None = None, meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    path = storage.trees_path(out_dir, shard)
-    trees = storage.load_trees(path) if path.exists() else []
+    path = trees_path(out_dir, shard)
+    trees = load_trees(path) if path.exists() else []
     summary = run_summary(trees, counters, wall, cfg, meta)
     write_json(summary_path(out_dir, shard), summary)
     return summary
@@ -74,15 +75,15 @@ def run_search(problems: Sequence[Problem], out: str | os.PathLike, cfg: SearchC
     os.makedirs(out, exist_ok=True)
     lock = storage.check_settings(out, cfg.search_settings(), shard)  # noqa: F841 - held for the run
     todo, done = pending_problems(problems, out, shard)
-    path = storage.trees_path(out, shard)
+    path = trees_path(out, shard)
     if reporter:
-        correct = sum(t.stats.get("terminals_correct", 0) > 0 for t in storage.load_trees(path)) \
+        correct = sum(t.stats.get("terminals_correct", 0) > 0 for t in load_trees(path)) \
             if path.exists() else 0
         reporter.start(len(todo) + len(done), len(done), correct)
     t0, c0 = time.perf_counter(), time.process_time()
     driver = Driver(policy, checker, cfg, on_wave=reporter.wave if reporter else None)
     for tree in driver.run(todo):
-        storage.append_tree(path, tree)
+        append_tree(path, tree)
         if reporter:
             reporter.tree(tree)
     meta = {"backend": getattr(policy, "name", type(policy).__name__), **(meta or {})}

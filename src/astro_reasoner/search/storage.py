@@ -1,7 +1,7 @@
 """The search's output directory: shards, unique ids, and the claim of the directory for one set of settings.
 
 The ``trees.jsonl`` format itself (write, read, resume ids) is ``astro_reasoner.trees``, below every stage that
-reads trees (procedure cloning reads them too); its names are re-exported here for the search's own modules.
+reads trees (procedure cloning reads them too).
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from collections.abc import Sequence
 from ..config import ConfigError
 from ..io import DataError, DirLock
 from ..outdir import claim_out_dir
-from ..trees import (RUN_STATS, TREES_FILE, append_tree, completed_ids, iter_trees, load_trees,  # noqa: F401
-                     tree_content, tree_files, trees_path)
+from ..trees import trees_path
 from ..types import Problem
 
 SETTINGS_FILE = "search_config.json"
