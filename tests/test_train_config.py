@@ -74,7 +74,7 @@ def test_the_configs_are_trls_and_add_only_what_trl_lacks():
 
     assert issubclass(SFTStageConfig, SFTConfig) and issubclass(RLStageConfig, GRPOConfig)
     ours = {"model", "threads", "lora", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "merge_lora",
-            "resume", "overwrite"}
+            "resume", "overwrite", "tune_malloc"}
     assert set(own_fields(SFTStageConfig)) == ours | {"data", "drop_long"}
     assert set(own_fields(RLStageConfig)) == ours | {
         "prompts", "reward_correct", "reward_wrong", "reward_unparseable", "checker_workers", "checker_deadline",

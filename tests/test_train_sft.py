@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
+import platform
 from pathlib import Path
 
 import pytest
@@ -98,6 +100,29 @@ def test_sft_lowers_loss_and_changes_every_parameter(sft_run, tiny_model_dir):
     assert not unchanged, f"parameters not updated: {unchanged}"
     tok = AutoTokenizer.from_pretrained(sft_run.output_dir)  # a self-contained HF checkpoint with its template
     assert tok.chat_template and "<|im_start|>" in tok.chat_template
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_tuned_malloc_trains_the_same_model(sft_run, tmp_path, caplog, monkeypatch):
+    """tune_malloc=true changes where freed memory goes, not what is computed: same losses, same weights."""
+    import torch
+    from safetensors.torch import load_file
+
+    from astro_reasoner.train.sft import run_sft
+
+    for k in [k for k in os.environ if k.startswith("MALLOC_") or k in ("LD_PRELOAD", "ASTRO_TUNE_MALLOC")]:
+        monkeypatch.delenv(k)
+    cfg = sft_cfg(sft_run.model, sft_run.data, tmp_path / "tuned", tune_malloc=True)
+    with caplog.at_level(logging.INFO, logger="astro_reasoner.train.allocator"):
+        run_sft(cfg.data, cfg.output_dir, cfg)
+    assert "glibc malloc tuned for this training loop" in caplog.text
+
+    def losses(run):
+        return [h["loss"] for h in json.loads((Path(run) / "train_summary.json").read_text())["loss_history"]]
+
+    assert losses(cfg.output_dir) == losses(sft_run.output_dir)
+    tuned, plain = (load_file(Path(d) / "model.safetensors") for d in (cfg.output_dir, sft_run.output_dir))
+    assert tuned.keys() == plain.keys() and all(torch.equal(tuned[k], plain[k]) for k in tuned)
 
 
 def test_finished_run_is_skipped_and_other_configs_refused(sft_run):

@@ -22,7 +22,7 @@ from typing import Any
 from ..config import ConfigError
 from ..io import honour_umask, read_json, stable_hash, write_json
 from ..outdir import as_json, claim_out_dir
-from .allocator import tune_glibc_malloc
+from .allocator import tuned_malloc
 from .runtime import Runtime, set_threads
 
 log = logging.getLogger(__name__)
@@ -261,9 +261,13 @@ def write_summary(trainer, cfg: Any, extra: dict[str, Any], started: float) -> N
     })
 
 
-def prepare_environment(cfg: Any, rt: Runtime) -> None:
+def prepare_environment(cfg: Any) -> None:
     """Process-level settings that must precede the model's and tokenizer's first use."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     set_threads(cfg.threads)
-    if rt.device == "cpu":
-        tune_glibc_malloc()  # opt-in (ASTRO_TUNE_MALLOC=1): faster steps, but the heap only grows (allocator.py)
+
+
+def train_loop(trainer, cfg: Any, rt: Runtime, resume_from: str | None) -> None:
+    """``trainer.train``, on CPU inside the opt-in allocator tuning (``tune_malloc``; allocator.py)."""
+    with tuned_malloc(cfg.tune_malloc and rt.device == "cpu"):
+        trainer.train(resume_from_checkpoint=resume_from)

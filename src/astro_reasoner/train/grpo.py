@@ -25,7 +25,7 @@ from ..config import ConfigError
 from ..io import DataError, append_jsonl, numbered_jsonl, read_jsonl, write_jsonl
 from .card import install_model_card
 from .common import (add_umask_callback, lora_config, prepare_environment, resolve_model_path, save_final,
-                     start_run, write_summary)
+                     start_run, train_loop, write_summary)
 from .runtime import check_runtime
 from ..checking import AnswerChecker, completion_text
 from .rewards import RewardValues, correctness_reward
@@ -181,7 +181,7 @@ def run_grpo(prompts: str | Path, out: str | Path, cfg: RLStageConfig, *, policy
     if (str(prompts), str(out)) != (cfg.prompts, cfg.output_dir):
         cfg = cfg.with_changes(prompts=str(prompts), output_dir=str(out))
     rt = check_runtime(cfg)  # device/precision errors before anything is written
-    prepare_environment(cfg, rt)
+    prepare_environment(cfg)
     if cfg.behaviour_logging:
         behaviour_counter()  # fail before training if the behaviour counter is missing
     finished, resume_from, lock = start_run(cfg)  # noqa: F841 - the lock is held for the run
@@ -193,7 +193,7 @@ def run_grpo(prompts: str | Path, out: str | Path, cfg: RLStageConfig, *, policy
     made = Checker(workers=cfg.checker_workers, deadline=cfg.checker_deadline) if checker is None else None
     with made if made is not None else nullcontext(checker) as checker:
         trainer, info = build_grpo_trainer(cfg, checker)
-        trainer.train(resume_from_checkpoint=resume_from)
+        train_loop(trainer, cfg, rt, resume_from)
     save_final(trainer, cfg, info["model_path"])
     write_summary(trainer, cfg, {"stage": "rl", "data": info}, started)
     return {"checkpoint": cfg.output_dir, "skipped": False}

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..io import DataError, numbered_jsonl, read_jsonl
 from .card import install_model_card
 from .common import (add_umask_callback, lora_config, prepare_environment, resolve_model_path, save_final,
-                     start_run, write_summary)
+                     start_run, train_loop, write_summary)
 from .runtime import check_runtime
 
 if TYPE_CHECKING:  # annotations only: the protocols every backend / checker (and test double) implements
@@ -145,7 +145,7 @@ def run_sft(data: str | Path, out: str | Path, cfg: SFTStageConfig, *, policy: P
     if (str(data), str(out)) != (cfg.data, cfg.output_dir):
         cfg = cfg.with_changes(data=str(data), output_dir=str(out))
     rt = check_runtime(cfg)  # device/precision errors before anything is written
-    prepare_environment(cfg, rt)
+    prepare_environment(cfg)
     require_examples(cfg.data)  # an empty sft.jsonl: one line now, not a claimed output_dir and a library error
     finished, resume_from, lock = start_run(cfg)  # noqa: F841 - the lock is held for the run
     if finished:
@@ -153,7 +153,7 @@ def run_sft(data: str | Path, out: str | Path, cfg: SFTStageConfig, *, policy: P
         return {"checkpoint": cfg.output_dir, "skipped": True}
     started = time.time()
     trainer, stats = build_sft_trainer(cfg)
-    trainer.train(resume_from_checkpoint=resume_from)
+    train_loop(trainer, cfg, rt, resume_from)
     save_final(trainer, cfg, stats["model_path"])
     write_summary(trainer, cfg, {"stage": "sft", "data": stats}, started)
     return {"checkpoint": cfg.output_dir, "skipped": False}

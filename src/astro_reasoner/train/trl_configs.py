@@ -63,6 +63,9 @@ class _AstroTraining:
 
     model: str = ""  # HF dir, hub id, or alias (``smollm2-135m``) resolved by astro_reasoner.models
     threads: int = 0  # torch intra-op threads on CPU; 0 = OMP_NUM_THREADS or torch's default (one per core)
+    # CPU: glibc keeps freed memory in its heap during the training loop (1.3x per step), released when the loop
+    # ends; the heap grows over a long loop, so off unless asked (train/allocator.py, BENCHMARKS.md)
+    tune_malloc: bool = False
     # -- LoRA (peft); full fine-tuning when false
     lora: bool = False
     lora_r: int = 16
