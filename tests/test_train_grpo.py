@@ -138,3 +138,26 @@ def test_difficulty_filter_keeps_the_band_and_resumes(chain, tmp_path):
     again = run_filter(cfg.prompts, cfg.out, other)
     assert again["kept"] == 2 and [k["problem_id"] for k in read_jsonl(cfg.out)] == ["h0", "h1"]
     assert again["generated_tokens"] == res["generated_tokens"]  # resumed: the tokens sampled before still count
+
+
+def test_difficulty_filter_stops_when_enough_prompts_are_in_the_band(chain, tmp_path):
+    from astro_reasoner.train.filter import pass_rates_path, run_filter
+
+    sft_dir, _ = chain  # answers \boxed{3} or \boxed{5} at random, never 7
+    hard = [{**r, "problem_id": f"h{i}"} for i, r in enumerate(read_jsonl(short_answer_rl(tmp_path / "b.jsonl",
+                                                                                           gold="7", n=2)))]
+    write_jsonl(tmp_path / "rl.jsonl", [*hard, *read_jsonl(short_answer_rl(tmp_path / "a.jsonl", gold="3", n=3))])
+    cfg = FilterConfig(prompts=str(tmp_path / "rl.jsonl"), model=sft_dir, out=str(tmp_path / "kept.jsonl"), n=8,
+                       keep="0.1-0.9", max_tokens=8, batch_size=2, checker_workers=1, enough=2,
+                       backend_options={"batch_size": 16})
+    res = run_filter(cfg.prompts, cfg.out, cfg)
+    # batch 1 (h0, h1): none in the band; batch 2 (p0, p1): two, enough; p2 is never sampled
+    assert set(r["problem_id"] for r in read_jsonl(pass_rates_path(cfg.out))) == {"h0", "h1", "p0", "p1"}
+    assert [k["problem_id"] for k in read_jsonl(cfg.out)] == ["p0", "p1"]
+    assert (res["kept"], res["too_hard"], res["total"]) == (2, 2, 4)
+    # resumed with enough already found: nothing sampled, no model loaded (this path does not exist)
+    again = run_filter(cfg.prompts, cfg.out, FilterConfig(**{**cfg.__dict__, "model": str(tmp_path / "none")}))
+    assert again == res
+    # asking for more than were found scores the rest
+    more = run_filter(cfg.prompts, cfg.out, FilterConfig(**{**cfg.__dict__, "enough": 3}))
+    assert (more["kept"], more["total"]) == (3, 5)

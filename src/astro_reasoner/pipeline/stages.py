@@ -181,9 +181,10 @@ class _Builder:
             if res["kept"] < min_kept:
                 # A weak model can leave no prompt in the band (all groups would then have zero advantage);
                 # train on every prompt rather than not at all, and say so in the report.
-                log.warning("only %d prompts in the pass-rate band %s (< min_kept=%d); RL uses all %d prompts",
-                            res["kept"], cfg.keep, min_kept, res["total"])
-                write_jsonl(out / "rl.jsonl", read_jsonl(cfg.prompts))
+                every = list(read_jsonl(cfg.prompts))
+                log.warning("only %d of %d scored prompts in the pass-rate band %s (< min_kept=%d); RL uses all "
+                            "%d prompts", res["kept"], res["total"], cfg.keep, min_kept, len(every))
+                write_jsonl(out / "rl.jsonl", every)
                 used = "all (too few in band)"
             return {"total": res["total"], "kept": res["kept"], "too_easy": res["too_easy"],
                     "too_hard": res["too_hard"], "used": used, "tokens": res["generated_tokens"]}

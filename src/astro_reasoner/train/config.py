@@ -52,6 +52,9 @@ class FilterConfig:
     batch_size: int = 8  # prompts per backend call
     seed: int = 0
     limit: int | None = None  # only the first N prompts
+    # stop sampling once this many prompts are in the band (checked after each batch of batch_size prompts): a
+    # run of a few RL steps needs only that many, and a weak model may need many batches to find them
+    enough: int | None = None
     checker_workers: int | None = None
     checker_deadline: float = 10.0
 
@@ -70,4 +73,6 @@ class FilterConfig:
         require(self.temperature >= 0, f"temperature={self.temperature!r}: must be >= 0")
         require(self.batch_size >= 1, f"batch_size={self.batch_size!r}: must be >= 1")
         require(self.limit is None or self.limit >= 1, f"limit={self.limit!r}: must be >= 1 (or null)")
+        require(self.enough is None or self.enough >= 1, f"enough={self.enough!r}: must be >= 1 (or null: score "
+                "every prompt)")
         require(self.checker_deadline > 0, f"checker_deadline={self.checker_deadline!r}: must be > 0 seconds")

@@ -55,12 +55,13 @@ def score_batch(policy: Policy, checker: AnswerChecker, rows: list[dict[str, Any
 
 def run_filter(prompts: str | Path, out: str | Path, cfg: FilterConfig, *, policy: Policy | None = None,
                checker: AnswerChecker | None = None) -> dict[str, Any]:
-    """Score every prompt of ``prompts`` (an rl.jsonl; resuming from the pass-rates file beside ``out``) and
-    write the kept ones to ``out``. ``prompts`` and ``out`` replace ``cfg.prompts`` / ``cfg.out``.
+    """Score the prompts of ``prompts`` (an rl.jsonl; resuming from the pass-rates file beside ``out``) and
+    write the kept ones to ``out``: every prompt (or the first ``cfg.limit``), or batch by batch until
+    ``cfg.enough`` of them are in the band. ``prompts`` and ``out`` replace ``cfg.prompts`` / ``cfg.out``.
 
     ``policy``/``checker`` default to ``make_backend(cfg.backend, cfg.model, **cfg.backend_options)`` and a
     ``Checker``, made only if there is something to score and closed here; pass your own to reuse open ones.
-    Returns the stats: ``total``, ``kept``, ``too_easy`` (pass rate above the band), ``too_hard`` (below it),
+    Returns the stats: ``total`` (prompts scored), ``kept``, ``too_easy`` (pass rate above the band), ``too_hard`` (below it),
     ``out``, ``pass_rates`` (the file) and ``generated_tokens`` (sampled for the pass rates, this run and
     resumed ones: the stage's compute).
     """
@@ -74,6 +75,9 @@ def run_filter(prompts: str | Path, out: str | Path, cfg: FilterConfig, *, polic
     rates_file = pass_rates_path(cfg.out)
     done = done_ids(rates_file)
     todo = [r for r in rows if r["problem_id"] not in done]
+    in_band = sum(lo <= r["pass_rate"] <= hi for r in read_jsonl(rates_file)) if done else 0
+    if cfg.enough is not None and in_band >= cfg.enough:
+        todo = []  # a resumed run that had already found enough
     own = []
     try:
         if todo and policy is None:
@@ -89,15 +93,22 @@ def run_filter(prompts: str | Path, out: str | Path, cfg: FilterConfig, *, polic
         with Progress() as progress:
             task = progress.add_task(f"pass rates (n={cfg.n})", total=len(rows), completed=len(rows) - len(todo))
             for i in range(0, len(todo), cfg.batch_size):
+                if cfg.enough is not None and in_band >= cfg.enough:
+                    log.info("%d prompts in the band: enough (enough=%d); %d prompts left unscored", in_band,
+                             cfg.enough, len(todo) - i)
+                    break
                 batch = todo[i: i + cfg.batch_size]
-                append_jsonl(rates_file, score_batch(policy, checker, batch, cfg))
+                records = score_batch(policy, checker, batch, cfg)
+                append_jsonl(rates_file, records)
+                in_band += sum(lo <= r["pass_rate"] <= hi for r in records)
                 progress.advance(task, len(batch))
     finally:
         for obj in own:
             obj.close()
     rates = {r["problem_id"]: r for r in read_jsonl(rates_file)}
+    scored = [(row, rec) for row, rec in zip(rows, raw) if row["problem_id"] in rates]  # all unless `enough`
     kept, easy, hard = [], 0, 0
-    for row, rec in zip(rows, raw):
+    for row, rec in scored:
         rate = rates[row["problem_id"]]["pass_rate"]
         if rate > hi:
             easy += 1
@@ -107,7 +118,7 @@ def run_filter(prompts: str | Path, out: str | Path, cfg: FilterConfig, *, polic
             kept.append({**rec, "pass_rate": rate})
     write_jsonl(cfg.out, kept)
     log.info("kept %d of %d prompts (pass rate in [%s, %s]); %d too easy, %d too hard",
-             len(kept), len(rows), lo, hi, easy, hard)
-    tokens = sum(int(rates[r["problem_id"]].get("generated_tokens", 0)) for r in rows)
-    return {"total": len(rows), "kept": len(kept), "too_easy": easy, "too_hard": hard, "out": str(cfg.out),
+             len(kept), len(scored), lo, hi, easy, hard)
+    tokens = sum(int(rates[row["problem_id"]].get("generated_tokens", 0)) for row, _ in scored)
+    return {"total": len(scored), "kept": len(kept), "too_easy": easy, "too_hard": hard, "out": str(cfg.out),
             "pass_rates": str(rates_file), "generated_tokens": tokens}
