@@ -12,10 +12,9 @@ from astro_reasoner.train.allocator import tune_glibc_malloc, tuned_malloc
 
 glibc = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 
-# In a fresh interpreter: does a 256 MiB malloc get its own mmap (glibc's default above 32 MiB)?
-PROBE = r"""
+# glibc's own counters, read from a fresh interpreter: hblks = blocks served by mmap, arena = heap bytes.
+LIBC = r"""
 import ctypes, sys
-from astro_reasoner.train.allocator import tune_glibc_malloc
 class MallInfo2(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in
                 ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
@@ -23,6 +22,11 @@ class MallInfo2(ctypes.Structure):
 libc = ctypes.CDLL("libc.so.6")
 libc.mallinfo2.restype = MallInfo2
 libc.malloc.restype = ctypes.c_void_p
+"""
+
+# Does a 256 MiB malloc get its own mmap (glibc's default above 32 MiB)?
+PROBE = LIBC + r"""
+from astro_reasoner.train.allocator import tune_glibc_malloc
 applied = tune_glibc_malloc({"ASTRO_TUNE_MALLOC": "1"}) if sys.argv[1] == "tuned" else False
 before = libc.mallinfo2().hblks
 p = libc.malloc(256 << 20)
@@ -32,16 +36,8 @@ print(applied, libc.mallinfo2().hblks - before)
 
 # The scoped form (what the training stages use): tuned inside the block; outside it, large blocks get their
 # own mmap again and the heap grown inside the block is handed back.
-SCOPED = r"""
-import ctypes
+SCOPED = LIBC + r"""
 from astro_reasoner.train.allocator import tuned_malloc
-class MallInfo2(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_size_t) for n in
-                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
-                 "keepcost")]
-libc = ctypes.CDLL("libc.so.6")
-libc.mallinfo2.restype = MallInfo2
-libc.malloc.restype = ctypes.c_void_p
 libc.free.argtypes = [ctypes.c_void_p]
 MiB = 1 << 20
 with tuned_malloc(True, {}) as on:
