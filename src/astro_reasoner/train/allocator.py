@@ -54,6 +54,10 @@ def _libc(env: dict[str, str]):
         return None
 
 
+def _asked(env: dict[str, str]) -> bool:
+    return env.get(OPT_IN, "0") == "1"
+
+
 def _apply(libc, settings) -> bool:
     return all(libc.mallopt(param, value) == 1 for param, value in settings)
 
@@ -62,9 +66,7 @@ def tune_glibc_malloc(environ: dict[str, str] | None = None) -> bool:
     """Apply :data:`SETTINGS` with ``mallopt`` if ``ASTRO_TUNE_MALLOC=1``, for the rest of the process; True
     if applied. Safe to call more than once. (bench/cpu_allocator.py; stages use :func:`tuned_malloc`.)"""
     env = os.environ if environ is None else environ
-    if env.get(OPT_IN, "0") != "1":
-        return False
-    libc = _libc(env)
+    libc = _libc(env) if _asked(env) else None
     return libc is not None and _apply(libc, SETTINGS)
 
 
@@ -73,7 +75,7 @@ def tuned_malloc(wanted: bool, environ: dict[str, str] | None = None) -> Iterato
     """Within the block, :data:`SETTINGS` (if ``wanted`` or ``ASTRO_TUNE_MALLOC=1``); after it, glibc's
     defaults and a ``malloc_trim(0)``. Yields whether the tuning is on."""
     env = os.environ if environ is None else environ
-    libc = _libc(env) if (wanted or env.get(OPT_IN, "0") == "1") else None
+    libc = _libc(env) if (wanted or _asked(env)) else None
     if libc is None:
         yield False
         return

@@ -61,9 +61,9 @@ def run_filter(prompts: str | Path, out: str | Path, cfg: FilterConfig, *, polic
 
     ``policy``/``checker`` default to ``make_backend(cfg.backend, cfg.model, **cfg.backend_options)`` and a
     ``Checker``, made only if there is something to score and closed here; pass your own to reuse open ones.
-    Returns the stats: ``total`` (prompts scored), ``kept``, ``too_easy`` (pass rate above the band), ``too_hard`` (below it),
-    ``out``, ``pass_rates`` (the file) and ``generated_tokens`` (sampled for the pass rates, this run and
-    resumed ones: the stage's compute).
+    Returns the stats: ``total`` (prompts scored), ``kept``, ``too_easy`` (pass rate above the band),
+    ``too_hard`` (below it), ``out``, ``pass_rates`` (the file) and ``generated_tokens`` (sampled for the pass
+    rates, this run and resumed ones: the stage's compute).
     """
     from ..progress import Progress
 
@@ -75,7 +75,11 @@ def run_filter(prompts: str | Path, out: str | Path, cfg: FilterConfig, *, polic
     rates_file = pass_rates_path(cfg.out)
     done = done_ids(rates_file)
     todo = [r for r in rows if r["problem_id"] not in done]
-    in_band = sum(lo <= r["pass_rate"] <= hi for r in read_jsonl(rates_file)) if done else 0
+
+    def count_in_band(records) -> int:
+        return sum(lo <= r["pass_rate"] <= hi for r in records)
+
+    in_band = count_in_band(read_jsonl(rates_file)) if done else 0
     if cfg.enough is not None and in_band >= cfg.enough:
         todo = []  # a resumed run that had already found enough
     own = []
@@ -100,7 +104,7 @@ def run_filter(prompts: str | Path, out: str | Path, cfg: FilterConfig, *, polic
                 batch = todo[i: i + cfg.batch_size]
                 records = score_batch(policy, checker, batch, cfg)
                 append_jsonl(rates_file, records)
-                in_band += sum(lo <= r["pass_rate"] <= hi for r in records)
+                in_band += count_in_band(records)
                 progress.advance(task, len(batch))
     finally:
         for obj in own:
